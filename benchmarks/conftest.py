@@ -1,0 +1,399 @@
+"""Fixtures and the end-of-session summary for minlog's benchmarks (see README.md).
+
+* ``workload``: the morning peak (`minlog._workload.MorningPeak`) scaled by
+  ``MINLOG_BENCH_SCALE``, its events built before any timing (building `Access` objects is
+  the audit hook's cost, not ours), in Copenhagen time as an EOJ gives them and as UTC.
+* ``lab``: opens fresh `MinLog` instances on temporary SQLite files (``MemoryTransport``,
+  ``start_worker=False``, a frozen clock just after the replayed morning).
+* ``measure``: runs one benchmark with ``benchmark.pedantic`` (fresh state per round),
+  records events/s in ``benchmark.extra_info`` and in the summary.
+
+At the end of the session a table of events/s, the goals and the ratios to the naive
+baseline of the same run is printed and written to ``.benchmarks/minlog-summary-<mode>.json``
+(``.benchmarks/`` is gitignored).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import minlog
+from minlog import Access, MemoryTransport, MinLog
+from minlog._workload import MorningPeak
+
+FULL_SCALE = 8.0  # ~306k events, 38.4k first-of-day
+SMOKE_SCALE = 0.25  # ~9.4k events: the CI smoke run (--benchmark-disable)
+KEYS_PER_SCALE = 25_000  # hot-set memory: 200k first-of-day keys at the full scale
+ARRIVAL_BATCH = 1_000  # events per record_many call in the "arrival batches" runs
+KEY = bytes(range(32))  # a fixed master secret: every store of the session agrees
+SYSTEM_NAME = "Bench EOJ"
+
+#: name -> (goal, unit); throughput goals are "at least", the memory goal "at most".
+GOALS: dict[str, tuple[float, str]] = {
+    "duplicates/record_many": (1_500_000, "events/s"),
+    "duplicates/record": (500_000, "events/s"),
+    "first_of_day/record_many": (80_000, "events/s"),
+    "morning_peak/vs_naive": (10.0, "x naive"),
+    "hot_set/bytes_per_key": (120.0, "bytes/key"),
+}
+NAIVE = "morning peak: naive baseline, one commit per event"
+
+
+# --------------------------------------------------------------------------- workload
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The events of one scaled morning peak, built once per session."""
+
+    scale: float
+    peak: MorningPeak
+    events: list[Access]  # the whole morning, Copenhagen time, in time order
+    events_utc: list[Access]  # the same accesses with their times in UTC
+    first_of_day: list[Access]  # the first access of each (employee, citizen), in order
+    hot_set_keys: int  # how many first-of-day keys the memory benchmark records
+    now: float  # the frozen clock: one minute after the last event
+
+    @property
+    def duplicate_share(self) -> float:
+        return 1 - len(self.first_of_day) / len(self.events)
+
+    def describe(self) -> dict[str, Any]:
+        p = self.peak
+        return {
+            "scale": self.scale, "events": len(self.events),
+            "first_of_day": len(self.first_of_day),
+            "duplicate_share": round(self.duplicate_share, 4),
+            "employees": p.employees, "citizens": p.citizens, "visits": p.visits,
+            "opens": p.opens, "gap_s": p.gap, "visit_minutes": p.visit_minutes,
+            "units": p.units, "day": p.day.isoformat(), "start": p.start.isoformat(),
+            "spread_minutes": p.spread_minutes, "seed": p.seed,
+            "arrival_batch": ARRIVAL_BATCH, "hot_set_keys": self.hot_set_keys,
+        }
+
+
+def _disabled(config: pytest.Config) -> bool:
+    """True for the smoke run: pytest-benchmark runs each body once, untimed."""
+    return bool(config.getoption("benchmark_disable")) and not config.getoption(
+        "benchmark_enable")
+
+
+def _scale(config: pytest.Config) -> float:
+    text = os.environ.get("MINLOG_BENCH_SCALE")
+    if text:
+        scale = float(text)
+        if scale <= 0:
+            raise pytest.UsageError("MINLOG_BENCH_SCALE must be positive")
+        return scale
+    return SMOKE_SCALE if _disabled(config) else FULL_SCALE
+
+
+def peak_for(scale: float, **overrides: Any) -> MorningPeak:
+    """The default morning peak with ``scale`` times the employees and the citizens."""
+    base = MorningPeak()
+    return MorningPeak(employees=max(1, round(base.employees * scale)),
+                       citizens=max(base.visits, round(base.citizens * scale)), **overrides)
+
+
+def first_accesses(events: Sequence[Access]) -> list[Access]:
+    """The first access of each (employee, citizen) pair (one day), in order."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for a in events:
+        pair = (a.employee.id, a.citizen)
+        if pair not in seen:
+            seen.add(pair)
+            out.append(a)
+    return out
+
+
+def as_utc(events: Sequence[Access]) -> list[Access]:
+    """The same accesses with ``at`` in UTC (as a system that logs in UTC gives them)."""
+    return [Access(a.citizen, a.employee, a.organisation, a.activity,
+                   a.at.astimezone(dt.UTC)) for a in events]
+
+
+@pytest.fixture(scope="session")
+def workload(pytestconfig: pytest.Config) -> Workload:
+    scale = _scale(pytestconfig)
+    peak = peak_for(scale)
+    events = peak.events()
+    return Workload(
+        scale=scale, peak=peak, events=events, events_utc=as_utc(events),
+        first_of_day=first_accesses(events),
+        hot_set_keys=max(1_000, round(KEYS_PER_SCALE * scale)),
+        now=events[-1].at.timestamp() + 60,
+    )
+
+
+@pytest.fixture(scope="session")
+def hot_set_events(workload: Workload) -> list[Access]:
+    """``workload.hot_set_keys`` distinct first-of-day accesses of one day (opens=1)."""
+    n = workload.hot_set_keys
+    base = MorningPeak()
+    peak = MorningPeak(employees=-(-n // base.visits), citizens=max(base.visits, n // 4),
+                       opens=1.0)
+    events = first_accesses(peak.events())[:n]
+    assert len(events) == n
+    return events
+
+
+# --------------------------------------------------------------------------- stores
+
+
+class Lab:
+    """Opens `MinLog` instances on temporary SQLite files; closes (and deletes) them again.
+
+    Opening closes the instances opened before, so a benchmark's setup can make fresh state
+    for every round without relying on a teardown (pytest-benchmark skips it when disabled).
+    """
+
+    def __init__(self, folder: Path, now: float) -> None:
+        self.folder = folder
+        # A frozen clock, as the demo uses to replay a past morning. ``repeat(x).__next__``
+        # is a C call like ``time.time``: the clock adds no Python frame to ``record``.
+        self.clock: Callable[[], float] = itertools.repeat(now).__next__
+        self._open: list[tuple[MinLog, Path | None]] = []
+        self._counter = itertools.count()
+
+    def path(self, stem: str = "round") -> Path:
+        return self.folder / f"{stem}-{next(self._counter)}.sqlite"
+
+    def open(self, path: Path | None = None, *, keep: bool = False) -> MinLog:
+        """A fresh `MinLog` on ``path`` (default: a new file, deleted when closed)."""
+        self.close_all()
+        target = path or self.path()
+        log = MinLog.open(target, transport=MemoryTransport(), system_name=SYSTEM_NAME,
+                          key=KEY, clock=self.clock, start_worker=False)
+        self._open.append((log, None if keep or path is not None else target))
+        return log
+
+    @property
+    def current(self) -> MinLog:
+        """The instance opened last (still open)."""
+        return self._open[-1][0]
+
+    def close_all(self) -> None:
+        while self._open:
+            log, doomed = self._open.pop()
+            log.close(timeout=0)
+            if doomed is not None:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{doomed}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, workload: Workload) -> Iterator[Lab]:
+    lab = Lab(tmp_path, workload.now)
+    yield lab
+    lab.close_all()
+
+
+@pytest.fixture(scope="session")
+def primed_store(tmp_path_factory: pytest.TempPathFactory, workload: Workload) -> Path:
+    """A SQLite store that has recorded the whole morning once: every event is now a
+    duplicate. A `MinLog` opened on it loads the day's keys into its hot set."""
+    folder = tmp_path_factory.mktemp("primed")
+    lab = Lab(folder, workload.now)
+    path = folder / "primed.sqlite"
+    log = lab.open(path)
+    for i in range(0, len(workload.events), ARRIVAL_BATCH):
+        log.record_many(workload.events[i : i + ARRIVAL_BATCH])
+    assert log.stats().first_of_day == len(workload.first_of_day)
+    lab.close_all()
+    return path
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Result:
+    name: str
+    group: str
+    events: int
+    seconds: list[float]  # one per round
+    goal: str | None = None  # a GOALS key
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.median
+
+    @property
+    def best_rate(self) -> float:
+        return self.events / min(self.seconds)
+
+
+class Results:
+    """What the benchmarks of this session measured, for the summary."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Result] = {}
+        self.memory: dict[str, Any] | None = None
+        self.workload: Workload | None = None
+
+
+_RESULTS = pytest.StashKey[Results]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_RESULTS] = Results()
+
+
+@pytest.fixture
+def results(pytestconfig: pytest.Config, workload: Workload) -> Results:
+    r = pytestconfig.stash[_RESULTS]
+    r.workload = workload
+    return r
+
+
+Measure = Callable[..., Result]
+
+
+@pytest.fixture
+def measure(benchmark: Any, results: Results, pytestconfig: pytest.Config) -> Measure:
+    """``measure(name, target, setup, events=n, rounds=k, goal=..., **info)``.
+
+    ``setup()`` builds fresh state and returns the target's positional arguments; only
+    ``target(*args)`` is timed. Runs ``rounds`` rounds (one in the smoke run).
+    """
+    group = benchmark.group or ""
+
+    def run(name: str, target: Callable[..., object], setup: Callable[[], tuple[Any, ...]],
+            *, events: int, rounds: int, goal: str | None = None, **info: Any) -> Result:
+        seconds: list[float] = []
+
+        def timed(*args: Any) -> None:
+            t0 = time.perf_counter()
+            target(*args)
+            seconds.append(time.perf_counter() - t0)
+
+        benchmark.pedantic(timed, setup=lambda: (setup(), {}), rounds=rounds)
+        result = Result(name, group, events, seconds, goal, info)
+        results.items[name] = result
+        benchmark.extra_info.update(
+            info, label=name, events=events, rounds=len(seconds),
+            events_per_s=round(result.rate), best_events_per_s=round(result.best_rate),
+        )
+        return result
+
+    return run
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _si(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f} k"
+    return f"{x:.1f}"
+
+
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "BELOW"
+
+
+def _summary(r: Results, mode: str) -> tuple[list[str], dict[str, Any]]:
+    w = r.workload
+    assert w is not None
+    naive = r.items.get(NAIVE)
+    lines = [
+        f"minlog benchmarks ({mode} run, scale {w.scale:g}): {len(w.events):,} events, "
+        f"{len(w.first_of_day):,} first-of-day, {w.duplicate_share:.1%} duplicates; "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs",
+        "events/s = events / median round time; best/s = events / fastest round; 'x naive' = "
+        "events/s / the naive baseline's events/s in this same run; verdicts use the median",
+        "",
+        f"{'benchmark':<62} {'events':>8} {'rounds':>6} {'median s':>9} "
+        f"{'events/s':>10} {'best/s':>10} {'x naive':>8} {'goal':>10}  verdict",
+    ]
+    rows = []
+    for res in r.items.values():
+        goal = GOALS.get(res.goal or "")
+        ratio = res.rate / naive.rate if naive and not res.extra.get("not_a_rate") else None
+        if goal is None:
+            goal_text, verdict = "", ""
+        elif goal[1] == "x naive":
+            goal_text = f">= {goal[0]:g}x nv"
+            verdict = _verdict(ratio is not None and ratio >= goal[0])
+        else:
+            goal_text, verdict = f">= {_si(goal[0])}", _verdict(res.rate >= goal[0])
+        rate, best = (("(n/a)", "(n/a)") if res.extra.get("not_a_rate")
+                      else (_si(res.rate), _si(res.best_rate)))
+        lines.append(
+            f"{res.name:<62} {res.events:>8,} {len(res.seconds):>6} {res.median:>9.4f} "
+            f"{rate:>10} {best:>10} {'' if ratio is None else f'{ratio:.1f}x':>8} "
+            f"{goal_text:>10}  {'' if mode == 'smoke' else verdict}")
+        rows.append({**asdict(res), "median_s": res.median, "events_per_s": res.rate,
+                     "best_events_per_s": res.best_rate, "x_naive": ratio,
+                     "goal": None if goal is None else {"at_least": goal[0], "unit": goal[1]}})
+    ratios = {}
+    if naive:
+        lines += ["", "morning peak vs the naive baseline (same run, same durability; "
+                  "goal >= 10x):"]
+        for res in r.items.values():
+            if res.goal == "morning_peak/vs_naive":
+                ratio = res.rate / naive.rate
+                ratios[res.name] = ratio
+                lines.append(f"  {res.name:<60} {ratio:6.1f}x (best rounds: "
+                             f"{res.best_rate / naive.best_rate:.1f}x)  "
+                             f"{'' if mode == 'smoke' else _verdict(ratio >= 10)}")
+    if r.memory:
+        m = r.memory
+        ok = m["bytes_per_key"] <= GOALS["hot_set/bytes_per_key"][0]
+        lines += ["", f"hot set after {m['keys']:,} first-of-day keys of one day (goal <= 120 "
+                  "bytes/key):",
+                  f"  tracemalloc: {m['bytes_per_key']:.1f} bytes/key "
+                  f"({m['bytes'] / 2**20:.1f} MiB)  "
+                  f"{'' if mode == 'smoke' else ('meets' if ok else 'EXCEEDS')}",
+                  f"  with pymalloc's 16-byte size classes (closer to what RSS sees): "
+                  f"{m['allocator_bytes_per_key']:.1f} bytes/key (set table "
+                  f"{m['set_table_bytes_per_key']:.1f} + one {m['key_object_bytes']}-byte "
+                  f"bytes object in a {m['key_block_bytes']}-byte block)"]
+    data = {"mode": mode, "workload": w.describe(), "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "minlog": minlog.__version__,
+            "cpus": os.cpu_count(), "results": rows, "morning_peak_vs_naive": ratios,
+            "hot_set": r.memory}
+    return lines, data
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    r = config.stash.get(_RESULTS, None)
+    if r is None or not r.items or r.workload is None:
+        return
+    mode = "smoke" if _disabled(config) else "full"
+    lines, data = _summary(r, mode)
+    terminalreporter.write_sep("=", "minlog benchmark summary")
+    for line in lines:
+        terminalreporter.write_line(line)
+    if mode == "smoke":
+        terminalreporter.write_line(
+            "(smoke run: one round each on a small workload; the figures are not "
+            "comparable with the goals)")
+    out = config.rootpath / ".benchmarks" / f"minlog-summary-{mode}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    terminalreporter.write_line(f"written to {out}")
+

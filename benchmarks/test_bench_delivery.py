@@ -1,0 +1,93 @@
+"""Delivery throughput: outbox -> encode -> DGWS header -> HTTP -> FakeNSP -> decode -> ack.
+
+The reference receiver (FakeNSP, with its strict XSD validation) runs in a separate
+process, as MinLog2 is a separate service; the library side runs here. Batches of 500.
+Goal: >= 20,000 entries/s, so the library is never the bottleneck. Prints the figure and
+stores it in ``extra_info`` and ``.benchmarks/minlog-delivery-<mode>.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minlog import Access, Employee, MinLog, Organisation
+from minlog._transport import Minlog2Transport
+from minlog.testing import FakeNSP, make_test_certificate
+
+CVR = "12345678"
+
+
+def _receiver(urls: Any, stop: Any, counts: Any) -> None:
+    with FakeNSP(cvr=CVR) as nsp:
+        urls.put((nsp.service_url, nsp.sts_url))
+        stop.wait(600)
+        counts.put(len(nsp.received))
+
+
+def _fill(log: MinLog, n: int) -> None:
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=10)
+    org = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
+    log.record_many([Access("0303303456", Employee(f"0101{70 + i % 30:02d}{i % 10000:04d}",
+                                                   name=f"Medarbejder {i}"),
+                            org, "Opslag i Fælles Stamkort", now + dt.timedelta(days=i // 10000))
+                     for i in range(n)])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_delivery_throughput(benchmark: Any, threads: int) -> None:
+    """Entries per second through the whole delivery path with batches of 500, with one
+    delivery thread (the default) and with two (``delivery_threads=2``: one prepares and
+    settles a batch while the other's request is at the receiver)."""
+    full = not getattr(benchmark, "disabled", True)
+    n = 20_000 if full else 1_000
+    ctx = multiprocessing.get_context("spawn")
+    urls, counts, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_receiver, args=(urls, stop, counts), daemon=True)
+    proc.start()
+    service_url, sts_url = urls.get(timeout=60)
+    p12, password = make_test_certificate(CVR, "Benchkommune")
+    rates: list[float] = []
+    try:
+        def one_round() -> float:
+            folder = Path(tempfile.mkdtemp(prefix="minlog-bench-"))
+            transport = Minlog2Transport(service_url=service_url, sts_url=sts_url,
+                                         credentials=(p12, password), cvr=CVR,
+                                         system_name="Bench", care_provider_name="Bench")
+            clock = time.time() + 10 * 86400
+            log = MinLog.open(folder / "m.sqlite", transport=transport, system_name="Bench",
+                              batch_size=500, start_worker=False, clock=lambda: clock,
+                              delivery_threads=threads, poll=0.01)
+            _fill(log, n)
+            log._start_worker = True  # start delivering only now, when the outbox is full
+            started = time.perf_counter()
+            assert log.flush(timeout=120)
+            elapsed = time.perf_counter() - started
+            log.close(timeout=1)
+            rates.append(n / elapsed)
+            return elapsed
+
+        benchmark.pedantic(one_round, rounds=3 if full else 1, iterations=1)
+    finally:
+        stop.set()
+        received = counts.get(timeout=60)
+        proc.join(timeout=30)
+    assert received == n * len(rates)
+    best, median = max(rates), sorted(rates)[len(rates) // 2]
+    benchmark.extra_info.update({"entries": n, "threads": threads,
+                                 "median_entries_per_s": median,
+                                 "best_entries_per_s": best, "goal": 20_000})
+    print(f"\ndelivery to FakeNSP over loopback HTTP, batches of 500, {threads} thread(s): "
+          f"median {median:,.0f} "
+          f"entries/s, best {best:,.0f} (goal >= 20,000)")
+    out = Path(".benchmarks")
+    out.mkdir(exist_ok=True)
+    (out / f"minlog-delivery-{threads}-{'full' if full else 'smoke'}.json").write_text(
+        json.dumps(benchmark.extra_info, indent=2))

@@ -1,0 +1,72 @@
+"""minlog: deliver first-of-day access logs from Danish care-record systems to MinLog2.
+
+::
+
+    import minlog
+
+    with minlog.MinLog.open("minlog.sqlite", transport=transport, system_name="Cura") as log:
+        log.record(minlog.Access(citizen, employee, organisation, "Opslag i stamkort", at))
+
+See the README and ``docs/`` for the concepts, identity policies, operations and security.
+"""
+
+from ._client import DeadLetterInfo, MinLog, Stats
+from ._delivery import RateLimit, RetryPolicy
+from ._dgws import SystemCredentials, load_pkcs12
+from ._errors import (
+    ConfigurationError,
+    DeliveryError,
+    MinlogError,
+    PermanentDeliveryError,
+    StoreError,
+    TransientDeliveryError,
+    ValidationError,
+)
+from ._identity import (
+    AlternativeId,
+    FullName,
+    IdentityFormatter,
+    IdentityPolicy,
+    Initials,
+)
+from ._model import Access, Employee, OnBehalfOf, Organisation, Registration
+from ._store import Store
+from ._store.sqlite import SQLiteStore
+from ._transport import BatchResult, EntryFailure, MemoryTransport, Minlog2Transport, Transport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Access",
+    "AlternativeId",
+    "BatchResult",
+    "ConfigurationError",
+    "DeadLetterInfo",
+    "DeliveryError",
+    "Employee",
+    "EntryFailure",
+    "FullName",
+    "IdentityFormatter",
+    "IdentityPolicy",
+    "Initials",
+    "MemoryTransport",
+    "MinLog",
+    "Minlog2Transport",
+    "MinlogError",
+    "OnBehalfOf",
+    "Organisation",
+    "PermanentDeliveryError",
+    "RateLimit",
+    "Registration",
+    "RetryPolicy",
+    "SQLiteStore",
+    "Stats",
+    "Store",
+    "StoreError",
+    "SystemCredentials",
+    "TransientDeliveryError",
+    "Transport",
+    "ValidationError",
+    "__version__",
+    "load_pkcs12",
+]

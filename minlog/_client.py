@@ -1,0 +1,525 @@
+"""The `MinLog` facade: record accesses, keep the first of each day, deliver in the background.
+
+::
+
+    with MinLog.open("minlog.sqlite", transport=t, system_name="Cura") as log:
+        log.record(access)   # True: first of its day, durably queued; False: duplicate
+
+When `record` returns, its decision and the outbox entry are committed. Duplicates are
+answered from memory with no I/O. Delivery runs on a daemon thread; `flush` and `close`
+honour their timeouts even when the receiver is down. The instance is safe across
+``fork`` (the child gets fresh connections and a fresh worker) and at interpreter exit
+(a bounded final flush, never a hang).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+from . import _lifecycle, _payload
+from ._days import _DAY, COPENHAGEN, EPOCH_ORDINAL, CopenhagenDays
+from ._dedup import DEFAULT_RETENTION_DAYS, HotSet, KeyMaker
+from ._delivery import Deliverer, RateLimit, RetryPolicy, StepResult, Worker
+from ._errors import ConfigurationError, ValidationError
+from ._identity import BoundIdentity, IdentityFormatter, IdentityPolicy
+from ._model import (
+    ORGANISATION_SOURCES,
+    SCHEMA_VERSIONS,
+    Access,
+    Organisation,
+    Registration,
+    check_schema_source,
+)
+from ._secrets import Keys, Sealer, load_or_create_key
+from ._stats import DeadLetterInfo, Stats
+from ._store import OutboxEntry, Pending, Store, open_store
+from ._transport import Transport
+
+__all__ = ["DeadLetterInfo", "MinLog", "Stats"]
+
+_ACCEPT_CHUNK: Final = 5000
+_blake2b = hashlib.blake2b
+_UTC: Final = _dt.UTC
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+class MinLog:
+    """Records accesses and delivers the first of each (employee, citizen, day) to MinLog2.
+
+    Create it with `MinLog.open`. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        *,
+        system_name: str,
+        master_key: bytes,
+        identity: IdentityPolicy | IdentityFormatter | None = None,
+        schema_version: str = SCHEMA_VERSIONS[0],
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        max_future_skew: float = 300.0,
+        batch_size: int = 500,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | None = None,
+        lease_seconds: float = 120.0,
+        poll: float = 1.0,
+        delivery_threads: int = 1,
+        exit_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        start_worker: bool = True,
+    ) -> None:
+        if schema_version not in SCHEMA_VERSIONS:
+            raise ConfigurationError(f"schema_version must be one of {', '.join(SCHEMA_VERSIONS)}")
+        if retention_days < 1:
+            raise ConfigurationError("retention_days must be at least 1")
+        try:
+            Registration(system_name=system_name, activity="x", person_identifier="0101901234",
+                         user_person_identifier="0101901234",
+                         date_time=_dt.datetime(2020, 1, 1, tzinfo=_dt.UTC))
+        except ValidationError as e:
+            raise ConfigurationError(f"system_name: {e.rule}") from None
+        self.store = store
+        self.transport = transport
+        self.system_name = system_name
+        self.schema_version = schema_version
+        self._org_sources = ORGANISATION_SOURCES[schema_version]
+        self.max_future_skew = max_future_skew
+        self.exit_timeout = exit_timeout
+        self._clock = clock
+        self._keys = Keys(master_key)
+        self._sealer = Sealer(self._keys.seal)
+        self._keymaker = KeyMaker(self._keys.dedup)
+        if identity is None:
+            identity = IdentityPolicy()
+        elif not isinstance(identity, IdentityPolicy):
+            identity = IdentityPolicy(default=identity)
+        subject_key = self._keys.subject
+        self._identity: BoundIdentity = identity.bind(
+            store,
+            subject=lambda e: _blake2b(f"{e.source}\x1f{e.id}".encode(), key=subject_key,
+                                       digest_size=16).digest(),
+            seal=self._sealer.seal, unseal=self._sealer.unseal,
+        )
+        self._days = CopenhagenDays()
+        self._wall_cache: tuple[float, float, _dt.datetime | None] = (0.0, 0.0, None)
+        self._fast_dups = itertools.count()
+        self._lock = threading.RLock()
+        self._progress = threading.Condition()
+        self._closed = False
+        self._start_worker = start_worker
+        self._counters = {"recorded": 0, "first_of_day": 0, "duplicates": 0, "late": 0}
+        self._deliverer = Deliverer(
+            store, transport, self._unseal_entry, batch_size=batch_size, retry=retry,
+            rate_limit=rate_limit, lease_seconds=lease_seconds, clock=clock,
+        )
+        self._poll = poll
+        self._threads = delivery_threads
+        self._worker = Worker(self._deliverer, poll=poll, threads=delivery_threads,
+                              on_step=self._after_step)
+        self._pid = os.getpid()
+        today = self._days.of_timestamp(clock())
+        self._hot = HotSet(today, retention_days)
+        self._prune_before: int | None = self._hot.window().start
+        for day in self._hot.window():
+            self._hot.add_all(day, store.seen(day))
+        _lifecycle.register(self)
+        if start_worker:
+            self._worker.start()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def open(
+        cls,
+        target: str | os.PathLike[str] | Store,
+        *,
+        transport: Transport,
+        system_name: str,
+        identity: IdentityPolicy | IdentityFormatter | None = None,
+        key: bytes | str | os.PathLike[str] | None = None,
+        store_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> MinLog:
+        """Open (creating when needed) the store at ``target`` and start delivering.
+
+        ``target`` is a SQLite file path, a ``postgresql://`` URL, or a `Store`. ``key`` is
+        the master secret: 32 bytes, or the path of a key file (created, mode 0600, when
+        missing). For a SQLite file the default is ``<file>.key`` beside it; a PostgreSQL
+        store needs it given, so that every host uses the same secret. ``options`` are the
+        keyword arguments of `MinLog` (``batch_size``, ``retry``, ``rate_limit``, ...).
+        """
+        if isinstance(key, bytes):
+            master = key
+        elif key is not None:
+            master = load_or_create_key(key)
+        elif isinstance(target, str | os.PathLike) and not os.fspath(target).startswith(
+            ("postgresql://", "postgres://")
+        ):
+            master = load_or_create_key(Path(os.fspath(target) + ".key"))
+        else:
+            raise ConfigurationError(
+                "key: give the master secret (bytes or a key file path) for this store"
+            )
+        store = open_store(target, **(store_options or {}))
+        try:
+            return cls(store, transport, system_name=system_name, master_key=master,
+                       identity=identity, **options)
+        except BaseException:
+            store.close()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(timeout=self.exit_timeout)
+
+    # ------------------------------------------------------------------ recording
+
+    def record(self, access: Access) -> bool:
+        """Record one access. True when it is the first of its (employee, citizen, day) and
+        its log is now durably queued; False for a duplicate. Raises `ValidationError` for
+        bad input (nothing stored) and `StoreError` when the store fails (nothing lost:
+        record it again)."""
+        if type(access) is not Access:
+            raise ValidationError("access", "must be an Access")
+        if not self._closed:
+            at = access.at
+            tz = at.tzinfo
+            day = -1
+            if tz is COPENHAGEN:
+                wall = self._horizon_wall(self._clock())
+                if wall is not None and not at > wall:
+                    day = at.toordinal()
+            elif tz is _UTC:
+                ts = (at - _EPOCH).total_seconds()
+                lo, hi, off = self._days.current
+                if lo <= ts < hi and ts <= self._clock() + self.max_future_skew:
+                    day = int((ts + off) // _DAY) + EPOCH_ORDINAL
+            if day >= 0:
+                part = self._hot.days.get(day)
+                if part is not None:
+                    e = access.employee
+                    key = _blake2b(
+                        f"{self._keymaker.prefix}\x1f{e.source}\x1f{e.id}\x1f"
+                        f"{access.citizen_source}\x1f{access.citizen}\x1f{day}".encode(),
+                        digest_size=16).digest()
+                    if key in part:
+                        next(self._fast_dups)
+                        return False
+        return self.record_many((access,))[0]
+
+    def record_many(self, accesses: Iterable[Access]) -> list[bool]:
+        """Record several accesses; the answer for each, in order. All are validated before
+        any is stored: one bad access raises `ValidationError` and stores nothing."""
+        batch = accesses if isinstance(accesses, list | tuple) else list(accesses)
+        self._check_open()
+        now = self._clock()
+        horizon = now + self.max_future_skew
+        horizon_wall = self._horizon_wall(now)
+        days = self._days
+        lo, hi, off = days.current
+        hot = self._hot.days
+        prefix = self._keymaker.prefix
+        results = [False] * len(batch)
+        # Transient, per-call memo of (employee, citizen, day): repeats inside one call skip
+        # the digest. It dies with the call; the kept dedup state holds digests only.
+        memo: set[tuple[str, str, str, str, int]] = set()
+        cands: list[tuple[int, int, bytes]] = []
+        for i, a in enumerate(batch):
+            if type(a) is not Access:
+                raise ValidationError("accesses", f"item {i} is not an Access")
+            at = a.at
+            tz = at.tzinfo
+            if tz is COPENHAGEN and horizon_wall is not None and not at > horizon_wall:
+                day = at.toordinal()
+            else:
+                ts = (at - _EPOCH).total_seconds() if tz is _UTC else at.timestamp()
+                if ts > horizon:
+                    raise self._future()
+                if not lo <= ts < hi:
+                    lo, hi, off = days.span(ts)
+                day = int((ts + off) // _DAY) + EPOCH_ORDINAL
+            e = a.employee
+            mk = (e.id, a.citizen, e.source, a.citizen_source, day)
+            if mk in memo:
+                continue
+            memo.add(mk)
+            key = _blake2b(
+                f"{prefix}\x1f{e.source}\x1f{e.id}\x1f{a.citizen_source}\x1f{a.citizen}\x1f{day}"
+                .encode(), digest_size=16).digest()
+            part = hot.get(day)
+            if part is not None and key in part:
+                continue
+            cands.append((i, day, key))
+        duplicates = len(batch) - len(cands)
+        if cands:
+            self._accept(batch, cands, now, results)
+        with self._lock:
+            c = self._counters
+            c["recorded"] += len(batch)
+            c["duplicates"] += duplicates + sum(1 for i, _, _ in cands if not results[i])
+            c["first_of_day"] += sum(1 for i, _, _ in cands if results[i])
+        return results
+
+    def _horizon_wall(self, now: float) -> _dt.datetime | None:
+        """A Copenhagen wall time no later than ``now + max_future_skew``, cached for a
+        second, or None near an offset change. An access in Copenhagen time at or before it
+        is not too far in the future, and its wall date is its day: comparing wall times is
+        exact while the horizon is over two hours from an offset change. Anything later
+        takes the exact path."""
+        cached = self._wall_cache
+        if cached[0] <= now < cached[1]:
+            return cached[2]
+        horizon = now + self.max_future_skew
+        lo, hi, _ = self._days.span(horizon)
+        wall = (_dt.datetime.fromtimestamp(horizon, COPENHAGEN)
+                if horizon - lo > 7200 and hi - horizon > 7200 else None)
+        self._wall_cache = (now, now + 1.0, wall)
+        return wall
+
+    def _future(self) -> ValidationError:
+        return ValidationError(
+            "access.at", f"must not be more than {self.max_future_skew:g} s in the future"
+        )
+
+    def _accept(self, batch: Sequence[Access], cands: list[tuple[int, int, bytes]], now: float,
+                results: list[bool]) -> None:
+        """Seal the candidates' registrations and accept them in the store (one transaction
+        per chunk); only then add their keys to the hot set."""
+        with self._lock:
+            self._check_open()
+            self._advance(now)
+            hot = self._hot
+            pending: list[tuple[int, int, bytes]] = []
+            late = 0
+            for i, day, key in cands:
+                if hot.contains(day, key):  # another thread won the race
+                    continue
+                if hot.is_late(day):
+                    late += 1
+                pending.append((i, day, key))
+            # Build everything first: a bad name or schema fault stores nothing.
+            sealed = [Pending(day, key, self._seal(batch[i], key)) for i, day, key in pending]
+            for start in range(0, len(sealed), _ACCEPT_CHUNK):
+                chunk = sealed[start : start + _ACCEPT_CHUNK]
+                answers = self.store.accept(chunk, now)
+                for (i, _, _), new in zip(pending[start : start + _ACCEPT_CHUNK], answers,
+                                          strict=True):
+                    results[i] = new
+                for p in chunk:
+                    part = hot.partition(p.day)
+                    if part is not None:
+                        part.add(p.key)
+            self._counters["late"] += late
+        if any(results[i] for i, _, _ in pending):
+            self._wake_worker()
+
+    def _seal(self, access: Access, key: bytes) -> bytes:
+        o = access.organisation
+        if o.source not in self._org_sources:
+            check_schema_source(o.source, self.schema_version)
+        name, role = self._identity(access.employee, o)
+        data = _payload.encode(access, system_name=self.system_name,
+                               sequence_number=key.hex(), user_person_name=name, user_role=role)
+        return self._sealer.seal(data, key)
+
+    def registration_for(self, access: Access, *, sequence_number: str | None = None
+                         ) -> Registration:
+        """The `Registration` this instance would send for ``access`` (identity applied)."""
+        e, o, b = access.employee, access.organisation, access.on_behalf_of
+        name, role = self._identity(e, o)
+        registration = Registration(
+            system_name=self.system_name, activity=access.activity,
+            person_identifier=access.citizen, person_identifier_source=access.citizen_source,
+            person_name=access.citizen_name,
+            user_person_identifier=e.id, user_person_identifier_source=e.source,
+            user_person_name=name, user_role=role,
+            date_time=access.at, reason=access.reason, addition=access.addition,
+            criticality=access.criticality,
+            organisation_id=o.id, organisation_id_source=o.source, organisation_name=o.name,
+            correlation_id=access.correlation_id, sequence_number=sequence_number,
+            on_behalf_of_person_identifier=b.id if b else None,
+            on_behalf_of_person_identifier_source=b.source if b else None,
+            on_behalf_of_person_name=b.name if b else None,
+            on_behalf_of_user_role=b.role if b else None,
+            filters=access.filters,
+        )
+        check_schema_source(registration.organisation_id_source, self.schema_version)
+        return registration
+
+    def _unseal_entry(self, entry: OutboxEntry) -> Registration:
+        return _payload.decode(self._sealer.unseal(entry.payload, entry.key))
+
+    def _advance(self, now: float) -> None:
+        dropped = self._hot.advance(self._days.of_timestamp(now))
+        if dropped:
+            self._prune_before = self._hot.window().start
+
+    # ------------------------------------------------------------------ delivery
+
+    def _wake_worker(self) -> None:
+        if self._start_worker:
+            if os.getpid() != self._pid:
+                self.after_fork()
+            self._worker.start()
+            self._worker.wake()
+
+    def _after_step(self, result: StepResult) -> None:
+        before = self._prune_before
+        if before is not None:
+            self._prune_before = None
+            try:
+                self.store.prune(before)
+            except Exception:
+                self._prune_before = before
+                raise
+        with self._progress:
+            self._progress.notify_all()
+
+    def step(self) -> StepResult:
+        """Run one delivery round in the calling thread (for ``drain`` and tests)."""
+        self._check_open()
+        result = self._deliverer.step()
+        self._after_step(result)
+        return result
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is pending or in flight. True when everything accepted has
+        been delivered (no dead letters either); False at the timeout or when dead letters
+        wait for an operator. ``timeout=None`` waits as long as it takes."""
+        self._check_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        drive = not self._start_worker
+        self._wake_worker()
+        while True:
+            counts = self.store.counts()
+            if counts.pending + counts.in_flight == 0:
+                return counts.dead == 0
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if drive:
+                result = self.step()
+                if result.claimed:
+                    continue
+                pause = self._poll if result.wait is None else result.wait
+            else:
+                pause = 0.05
+            pause = min(pause, 0.25) if left is None else min(pause, left, 0.25)
+            with self._progress:
+                self._progress.wait(max(pause, 0.001))
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush for at most ``timeout`` seconds, stop the worker, release everything.
+        True when everything was delivered. What is left stays in the store for next time.
+        Idempotent."""
+        if self._closed:
+            return True
+        start = time.monotonic()
+        try:
+            done = self.flush(timeout) if os.getpid() == self._pid else False
+        except Exception:
+            done = False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        with self._lock:
+            self._closed = True
+        self._worker.stop(left)
+        self.transport.close()
+        self.store.close()
+        _lifecycle.forget(self)
+        return done
+
+    # ------------------------------------------------------------------ operations
+
+    def stats(self) -> Stats:
+        """Counters of this instance and totals of the (possibly shared) outbox."""
+        counts = self.store.counts()
+        now = self._clock()
+        backlog = counts.pending + counts.in_flight
+        limit = self._deliverer.rate_limit
+        with self._lock:
+            c = dict(self._counters)
+            hot_keys = len(self._hot)
+        fast = _peek(self._fast_dups)
+        c["recorded"] += fast
+        c["duplicates"] += fast
+        return Stats(
+            recorded=c["recorded"], first_of_day=c["first_of_day"],
+            duplicates=c["duplicates"], late=c["late"], delivered=self._deliverer.delivered,
+            pending=counts.pending, in_flight=counts.in_flight, dead=counts.dead,
+            oldest_pending_age=None if counts.oldest_pending is None
+            else max(0.0, now - counts.oldest_pending),
+            drain_seconds=(limit.drain_seconds(backlog, self._deliverer.batch_size)
+                           if limit else None),
+            hot_keys=hot_keys, last_error=self._deliverer.last_error,
+        )
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:
+        """Dead letters, oldest first, with their registrations opened."""
+        out = []
+        for d in self.store.dead_letters(limit):
+            try:
+                reg: Registration | None = self._unseal_entry(
+                    OutboxEntry(d.id, d.key, d.payload, d.attempts))
+            except Exception:  # unreadable payloads are listed, not hidden
+                reg = None
+            out.append(DeadLetterInfo(d.id, d.code, d.text, d.attempts, d.died_at, reg))
+        return out
+
+    def resolve(self, organisation: Organisation, code: str) -> str | None:
+        """The employee id behind an identity code shown to a citizen (as issued by an
+        `AlternativeId` or `Initials` policy for ``organisation``), or None."""
+        return self._identity.resolve(organisation, code)
+
+    def redrive(self, ids: Sequence[int] | None = None) -> int:
+        """Send dead letters again (all when ``ids`` is None); returns how many."""
+        n = self.store.redrive(ids, self._clock())
+        if n:
+            self._wake_worker()
+        return n
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this MinLog is closed")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def owner_pid(self) -> int:
+        """The process that owns this instance's connections and worker."""
+        return self._pid
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def after_fork(self) -> None:
+        """In a forked child: own connections, locks and a (lazily started) worker."""
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._progress = threading.Condition()
+        for part in (self.store, self.transport):
+            hook = getattr(part, "after_fork", None)
+            if hook is not None:
+                hook()
+        self._deliverer._lock = threading.Lock()
+        self._worker = Worker(self._deliverer, poll=self._poll, threads=self._threads,
+                              on_step=self._after_step)
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    """The next value of an `itertools.count` without advancing it (its repr is stable)."""
+    return int(repr(counter)[6:-1])

@@ -1,0 +1,375 @@
+"""The PostgreSQL store: one exact dedup and one outbox for every process on every host.
+
+Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
+
+* The seen-set ``seen(day, key)`` is partitioned by day (``PARTITION BY RANGE (day)``,
+  primary key starting with the day). Partitions are created ahead of time, and on demand
+  for a day that has none (a late access is never dropped); old days are detached
+  ``CONCURRENTLY`` (writers are not blocked) and dropped.
+* `accept` is ONE statement and one round trip per batch: arrays are ``unnest``-ed,
+  ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` decides newness, and the outbox rows of
+  the new keys are inserted by the same statement (one transaction).
+* `claim` leases due entries with ``FOR UPDATE SKIP LOCKED``: workers on several hosts
+  never take the same entry; an expired lease returns the entry to the pool.
+* The schema (configurable name) is created and migrated by the library under an advisory
+  lock, versioned in ``meta``.
+* psycopg errors become `StoreError`s; read-only steps are retried once on a lost
+  connection.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+from .._errors import ConfigurationError, StoreError
+from ._base import DeadLetter, OutboxEntry, Pending, StoreCounts
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "the PostgreSQL store needs psycopg: pip install 'minlog[postgres]'"
+    ) from e
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+SCHEMA_VERSION: Final = 1
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,50}")
+_T = TypeVar("_T")
+
+_MIGRATIONS: Final[dict[int, list[str]]] = {
+    1: [
+        "CREATE TABLE IF NOT EXISTS {s}.seen (day integer NOT NULL, key bytea NOT NULL, "
+        "PRIMARY KEY (day, key)) PARTITION BY RANGE (day)",
+        "CREATE TABLE IF NOT EXISTS {s}.outbox (id bigserial PRIMARY KEY, key bytea NOT NULL, "
+        "payload bytea NOT NULL, state smallint NOT NULL DEFAULT 0, "
+        "attempts integer NOT NULL DEFAULT 0, due double precision NOT NULL, "
+        "accepted_at double precision NOT NULL, owner text)",
+        "CREATE INDEX IF NOT EXISTS outbox_due ON {s}.outbox (due, id)",
+        "CREATE TABLE IF NOT EXISTS {s}.dead (id bigint PRIMARY KEY, key bytea NOT NULL, "
+        "payload bytea NOT NULL, attempts integer NOT NULL, code text NOT NULL, "
+        "text text NOT NULL, died_at double precision NOT NULL, accepted_at double precision)",
+        "CREATE TABLE IF NOT EXISTS {s}.aliases (scope text NOT NULL, code text NOT NULL, "
+        "subject bytea NOT NULL, sealed bytea NOT NULL, PRIMARY KEY (scope, code), "
+        "UNIQUE (scope, subject))",
+    ],
+}
+
+
+class PostgresStore:
+    """The `Store` on a PostgreSQL database (see the module docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "minlog",
+        min_size: int = 1,
+        max_size: int = 4,
+        partitions_ahead: int = 3,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not _IDENT.fullmatch(schema):
+            raise ConfigurationError(
+                "schema: must be a lower-case SQL identifier (letters, digits, underscore)"
+            )
+        self.url = url
+        self.schema = schema
+        self.partitions_ahead = partitions_ahead
+        self._s = sql.Identifier(schema)
+        self._sizes = (min_size, max_size)
+        self._timeout = connect_timeout
+        self._owner = f"{os.uname().nodename}:{os.getpid()}"
+        self._partitions: set[int] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool = self._make_pool()
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _make_pool(self) -> ConnectionPool:
+        try:
+            pool = ConnectionPool(
+                self.url, min_size=self._sizes[0], max_size=self._sizes[1], open=False,
+                kwargs={"connect_timeout": int(self._timeout)}, timeout=self._timeout,
+                name="minlog",
+            )
+            pool.open(wait=True, timeout=self._timeout)
+        except (psycopg.Error, Exception) as e:
+            raise StoreError(f"cannot connect to PostgreSQL: {type(e).__name__}: {e}") from e
+        return pool
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh pool (the parent's connections are never touched)."""
+        self._lock = threading.Lock()
+        self._owner = f"{os.uname().nodename}:{os.getpid()}"
+        self._pool = self._make_pool()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(s=self._s)
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], _T], *, retry: bool = False) -> _T:
+        """Run ``fn`` in one transaction; psycopg errors become `StoreError`. Read-only
+        steps (``retry=True``) are tried once more on a lost connection."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return fn(conn)
+            except psycopg.OperationalError as e:
+                if retry and attempt == 1:
+                    continue
+                raise StoreError(f"PostgreSQL connection failed: {e}") from e
+            except psycopg.Error as e:
+                raise StoreError(f"PostgreSQL store: {type(e).__name__}: {e}") from e
+            except Exception as e:
+                if type(e).__module__.startswith("psycopg_pool"):
+                    raise StoreError(f"PostgreSQL pool: {e}") from e
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _migrate(self) -> None:
+        def step(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"minlog:{self.schema}"])
+            conn.execute(self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
+            conn.execute(self._q(
+                "CREATE TABLE IF NOT EXISTS {s}.meta (name text PRIMARY KEY, value integer)"))
+            row = conn.execute(self._q(
+                "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()
+            current = row[0] if row else 0
+            if current > SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"schema {self.schema} has version {current}; this minlog knows up to "
+                    f"{SCHEMA_VERSION}: upgrade minlog")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(self._q(statement))
+            conn.execute(self._q(
+                "INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"), [SCHEMA_VERSION])
+
+        self._run(step)
+
+    # ------------------------------------------------------------------ partitions
+
+    def _partition(self, day: int) -> sql.Identifier:
+        return sql.Identifier(f"seen_d{day}")
+
+    def ensure_partitions(self, today: int) -> None:
+        """Create the partitions of ``today`` and ``partitions_ahead`` days after it."""
+        self._ensure_days(range(today, today + self.partitions_ahead + 1))
+
+    def _ensure_days(self, days: Sequence[int] | range) -> None:
+        missing = [d for d in days if d not in self._partitions]
+        if not missing:
+            return
+        for day in missing:
+            try:
+                with self._pool.connection() as conn:
+                    conn.autocommit = True
+                    conn.execute(sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {s}.{p} PARTITION OF {s}.seen "
+                        "FOR VALUES FROM ({lo}) TO ({hi})").format(
+                            s=self._s, p=self._partition(day), lo=sql.Literal(day),
+                            hi=sql.Literal(day + 1)))
+            except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
+                pass  # another process made it at the same moment
+            except psycopg.Error as e:
+                raise StoreError(f"cannot create the seen-set partition of day {day}: {e}") from e
+            self._partitions.add(day)
+
+    def drop_partitions(self, before_day: int) -> int:
+        """Detach (concurrently: writers are not blocked) and drop day partitions older
+        than ``before_day``; returns how many were dropped."""
+        prefix = "seen_d"
+
+        def names(conn: psycopg.Connection[Any]) -> list[str]:
+            return [r[0] for r in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n "
+                "ON n.oid = p.relnamespace WHERE p.relname = 'seen' AND n.nspname = %s",
+                [self.schema])]
+
+        dropped = 0
+        for name in self._run(names, retry=True):
+            if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+                continue
+            day = int(name[len(prefix):])
+            if day >= before_day:
+                continue
+            try:
+                with self._pool.connection() as conn:
+                    conn.autocommit = True
+                    conn.execute(sql.SQL(
+                        "ALTER TABLE {s}.seen DETACH PARTITION {s}.{p} CONCURRENTLY").format(
+                            s=self._s, p=sql.Identifier(name)))
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {s}.{p}").format(
+                        s=self._s, p=sql.Identifier(name)))
+            except psycopg.Error as e:
+                raise StoreError(f"cannot drop the seen-set partition {name}: {e}") from e
+            self._partitions.discard(day)
+            dropped += 1
+        return dropped
+
+    # ------------------------------------------------------------------ seen-set + outbox
+
+    def accept(self, entries: Sequence[Pending], now: float) -> list[bool]:
+        if not entries:
+            return []
+        self._ensure_days(sorted({e.day for e in entries}))
+        days = [e.day for e in entries]
+        keys = [e.key for e in entries]
+        payloads = [e.payload for e in entries]
+        statement = self._q(
+            "WITH input AS ("
+            "  SELECT DISTINCT ON (day, key) day, key, payload, ord"
+            "  FROM unnest(%(days)b::integer[], %(keys)b::bytea[], %(payloads)b::bytea[])"
+            "  WITH ORDINALITY AS t(day, key, payload, ord) ORDER BY day, key, ord),"
+            " ins AS (INSERT INTO {s}.seen (day, key) SELECT day, key FROM input"
+            "  ON CONFLICT DO NOTHING RETURNING day, key),"
+            " outb AS (INSERT INTO {s}.outbox (key, payload, due, accepted_at)"
+            "  SELECT i.key, i.payload, %(now)s, %(now)s FROM input i"
+            "  JOIN ins USING (day, key) ORDER BY i.ord RETURNING 1)"
+            " SELECT day, key FROM ins")
+
+        def step(conn: psycopg.Connection[Any]) -> set[tuple[int, bytes]]:
+            rows = conn.execute(statement, {"days": days, "keys": keys, "payloads": payloads,
+                                            "now": now}).fetchall()
+            return {(r[0], bytes(r[1])) for r in rows}
+
+        new = self._run(step)
+        result: list[bool] = []
+        for e in entries:
+            pair = (e.day, e.key)
+            if pair in new:
+                new.discard(pair)  # an in-batch repeat counts once, the first
+                result.append(True)
+            else:
+                result.append(False)
+        return result
+
+    def seen(self, day: int) -> set[bytes]:
+        return self._run(lambda c: {bytes(r[0]) for r in c.execute(
+            self._q("SELECT key FROM {s}.seen WHERE day = %s"), [day])}, retry=True)
+
+    def prune(self, before_day: int) -> int:
+        """Drop whole day partitions before ``before_day`` (and delete any stray rows)."""
+        dropped = self.drop_partitions(before_day)
+        removed = self._run(lambda c: c.execute(
+            self._q("DELETE FROM {s}.seen WHERE day < %s"), [before_day]).rowcount)
+        return dropped + max(removed, 0)
+
+    # ------------------------------------------------------------------ delivery
+
+    def claim(self, limit: int, lease_seconds: float, now: float) -> list[OutboxEntry]:
+        statement = self._q(
+            "UPDATE {s}.outbox SET state = 1, due = %(until)s, owner = %(owner)s, "
+            "attempts = attempts + 1 WHERE id IN (SELECT id FROM {s}.outbox "
+            "WHERE due <= %(now)s ORDER BY due, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+            "RETURNING id, key, payload, attempts")
+        rows = self._run(lambda c: c.execute(statement, {
+            "until": now + lease_seconds, "owner": self._owner, "now": now, "limit": limit,
+        }).fetchall())
+        rows.sort(key=lambda r: r[0])
+        return [OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+
+    def ack(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._run(lambda c: c.execute(
+                self._q("DELETE FROM {s}.outbox WHERE id = ANY(%s)"), [list(ids)]))
+
+    def retry(self, ids: Sequence[int], not_before: float) -> None:
+        if ids:
+            self._run(lambda c: c.execute(self._q(
+                "UPDATE {s}.outbox SET state = 0, due = %s, owner = NULL WHERE id = ANY(%s)"),
+                [not_before, list(ids)]))
+
+    def bury(self, failures: Sequence[tuple[int, str, str]], now: float) -> None:
+        if not failures:
+            return
+        statement = self._q(
+            "WITH f AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) "
+            " AS f(id, code, text)),"
+            " moved AS (DELETE FROM {s}.outbox o USING f WHERE o.id = f.id "
+            "  RETURNING o.id, o.key, o.payload, o.attempts, f.code, f.text, o.accepted_at)"
+            " INSERT INTO {s}.dead (id, key, payload, attempts, code, text, died_at, accepted_at)"
+            " SELECT id, key, payload, attempts, code, text, %s, accepted_at FROM moved")
+        self._run(lambda c: c.execute(statement, [
+            [f[0] for f in failures], [f[1] for f in failures], [f[2] for f in failures], now]))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._run(lambda c: c.execute(self._q(
+            "SELECT id, key, payload, attempts, code, text, died_at FROM {s}.dead "
+            "ORDER BY died_at, id LIMIT %s"), [limit]).fetchall(), retry=True)
+        return [DeadLetter(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def redrive(self, ids: Sequence[int] | None, now: float) -> int:
+        if ids is not None and not ids:
+            return 0
+        where = "" if ids is None else "WHERE id = ANY(%(ids)s)"
+        statement = self._q(
+            f"WITH moved AS (DELETE FROM {{s}}.dead {where} RETURNING *)"
+            " INSERT INTO {s}.outbox (id, key, payload, state, attempts, due, accepted_at)"
+            " SELECT id, key, payload, 0, 0, %(now)s, COALESCE(accepted_at, %(now)s) FROM moved")
+        params: dict[str, Any] = {"now": now, "ids": list(ids or [])}
+        return int(self._run(lambda c: c.execute(statement, params).rowcount))
+
+    def counts(self) -> StoreCounts:
+        def step(c: psycopg.Connection[Any]) -> StoreCounts:
+            row = c.execute(self._q(
+                "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 1), "
+                "min(accepted_at) FROM {s}.outbox")).fetchone()
+            dead = c.execute(self._q("SELECT count(*) FROM {s}.dead")).fetchone()
+            assert row is not None
+            assert dead is not None
+            return StoreCounts(int(row[0]), int(row[1]), int(dead[0]),
+                               None if row[2] is None else float(row[2]))
+
+        return self._run(step, retry=True)
+
+    def next_due(self) -> float | None:
+        row = self._run(lambda c: c.execute(
+            self._q("SELECT min(due) FROM {s}.outbox")).fetchone(), retry=True)
+        return None if row is None or row[0] is None else float(row[0])
+
+    # ------------------------------------------------------------------ aliases
+
+    def alias_for(self, scope: str, subject: bytes) -> str | None:
+        row = self._run(lambda c: c.execute(self._q(
+            "SELECT code FROM {s}.aliases WHERE scope = %s AND subject = %s"),
+            [scope, subject]).fetchone(), retry=True)
+        return None if row is None else str(row[0])
+
+    def add_alias(self, scope: str, code: str, subject: bytes, sealed: bytes) -> bool:
+        return bool(self._run(lambda c: c.execute(self._q(
+            "INSERT INTO {s}.aliases (scope, code, subject, sealed) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING"), [scope, code, subject, sealed]).rowcount == 1))
+
+    def resolve_alias(self, scope: str, code: str) -> bytes | None:
+        row = self._run(lambda c: c.execute(self._q(
+            "SELECT sealed FROM {s}.aliases WHERE scope = %s AND code = %s"),
+            [scope, code]).fetchone(), retry=True)
+        return None if row is None else bytes(row[0])
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+    def drop_schema(self) -> None:
+        """Remove the whole schema and its data (for tests and decommissioning)."""
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            conn.execute(self._q("DROP SCHEMA IF EXISTS {s} CASCADE"))

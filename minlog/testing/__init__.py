@@ -1,0 +1,15 @@
+"""The public test kit: `FakeNSP` (a strict MinLog2 + STS receiver on loopback, with fault
+injection) and test certificates. For tests, demos and vendors' own integration tests;
+never for production."""
+
+from ._certs import TestFederation, issue_card, make_test_certificate, make_test_federation
+from ._fakensp import FakeNSP, Fault
+
+__all__ = [
+    "FakeNSP",
+    "Fault",
+    "TestFederation",
+    "issue_card",
+    "make_test_certificate",
+    "make_test_federation",
+]

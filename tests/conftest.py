@@ -1,0 +1,80 @@
+"""Shared fixtures: stores of both kinds, and the Hypothesis profile."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", deadline=None,
+                          max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "100")))
+settings.register_profile("dev", deadline=None, max_examples=50)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+POSTGRES_URL = os.environ.get("MINLOG_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_reason() -> str | None:
+    """None when a PostgreSQL server answers; otherwise why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'minlog[postgres]')"
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as e:
+        return f"no PostgreSQL at {POSTGRES_URL}: {e}".splitlines()[0]
+    return None
+
+
+_PG_REASON: list[str | None] = []
+
+
+def require_postgres() -> None:
+    """Skip (on a laptop) or fail (in CI: MINLOG_REQUIRE_POSTGRES=1) without a server."""
+    if not _PG_REASON:
+        _PG_REASON.append(_postgres_reason())
+    reason = _PG_REASON[0]
+    if reason is not None:
+        if os.environ.get("MINLOG_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh, unique PostgreSQL schema name, dropped after the test."""
+    require_postgres()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """How to open a store of each kind: ``{"target": ..., "store_options": {...}}``."""
+    if request.param == "sqlite":
+        yield {"kind": "sqlite", "target": str(tmp_path / "minlog.sqlite"), "store_options": {}}
+    else:
+        pg: str = request.getfixturevalue("pg_schema")
+        yield {"kind": "postgres", "target": POSTGRES_URL, "store_options": {"schema": pg}}
+
+
+@pytest.fixture
+def store(store_target: dict[str, Any]) -> Iterator[Any]:
+    """An open store of each kind (SQLite file; PostgreSQL schema)."""
+    from minlog._store import open_store
+
+    s = open_store(store_target["target"], **store_target["store_options"])
+    yield s
+    s.close()

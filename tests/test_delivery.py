@@ -1,0 +1,149 @@
+"""The delivery loop on a real SQLite store: acks, retries, dead letters, splits, limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from minlog import (
+    BatchResult,
+    MemoryTransport,
+    PermanentDeliveryError,
+    RateLimit,
+    Registration,
+    RetryPolicy,
+    TransientDeliveryError,
+)
+from minlog._delivery import UNREADABLE, Deliverer, Worker
+from minlog._store import OutboxEntry, Pending
+from minlog._store.sqlite import SQLiteStore
+
+BASE = {"system_name": "Cura", "activity": "Opslag", "person_identifier": "0202802345",
+        "user_person_identifier": "0101701234", "date_time": "2026-11-24T08:00:00+00:00"}
+
+
+def payload(n: int) -> bytes:
+    return json.dumps(BASE | {"sequence_number": f"{n:032x}"}).encode()
+
+
+def unseal(entry: OutboxEntry) -> Registration:
+    return Registration.from_dict(json.loads(entry.payload))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "m.sqlite")
+    s.accept([Pending(1, n.to_bytes(16, "big"), payload(n)) for n in range(10)], 1000.0)
+    return s
+
+
+def deliverer(store: SQLiteStore, transport: object, clock: Clock, **kw: object) -> Deliverer:
+    return Deliverer(store, transport, unseal, clock=clock, rand=lambda: 0.5,  # type: ignore[arg-type]
+                     retry=RetryPolicy(initial=10.0, jitter=0.0), **kw)  # type: ignore[arg-type]
+
+
+class TestDeliverer:
+    def test_acks_what_was_delivered(self, store: SQLiteStore) -> None:
+        """A step sends one batch and removes it from the outbox."""
+        t = MemoryTransport()
+        d = deliverer(store, t, Clock(), batch_size=4)
+        result = d.step()
+        assert (result.claimed, result.acked, result.requests) == (4, 4, 1)
+        assert store.counts().pending == 6
+        assert d.delivered == 4
+
+    @pytest.mark.parametrize("error", [TransientDeliveryError("down", retry_after=30.0),
+                                       RuntimeError("unexpected")])
+    def test_transient_failures_retry_later(self, store: SQLiteStore,
+                                            error: Exception) -> None:
+        """A failed send keeps the batch and retries it after the backoff (or Retry-After)."""
+        clock = Clock()
+        t = MemoryTransport()
+        t.fail_next(error)  # type: ignore[arg-type]
+        d = deliverer(store, t, clock, batch_size=10)
+        assert d.step().retried == 10
+        assert d.last_error is not None
+        due = store.next_due()
+        assert due == clock.now + (30.0 if isinstance(error, TransientDeliveryError) else 10.0)
+        assert d.step().claimed == 0
+        clock.now = due
+        assert d.step().acked == 10
+        assert len(t.delivered) == 10
+
+    def test_entry_failures_become_dead_letters(self, store: SQLiteStore) -> None:
+        """Entries refused by sequence number are dead-lettered; the rest are acked."""
+        t = MemoryTransport(reject=lambda r: "E1" if r.sequence_number.endswith("3") else None)  # type: ignore[union-attr]
+        d = deliverer(store, t, Clock(), batch_size=10)
+        result = d.step()
+        assert (result.acked, result.dead) == (9, 1)
+        assert [x.code for x in store.dead_letters()] == ["E1"]
+
+    def test_rejected_request_is_split_to_the_bad_entry(self, store: SQLiteStore) -> None:
+        """A request refused as a whole is halved until the bad entry stands alone."""
+        sent: list[int] = []
+
+        class Picky:
+            def send(self, rs: Sequence[Registration]) -> BatchResult:
+                sent.append(len(rs))
+                if any((r.sequence_number or "").endswith("7") for r in rs):
+                    raise PermanentDeliveryError("malformed", code="soap:Client")
+                return BatchResult()
+
+            def close(self) -> None:
+                pass
+
+        d = deliverer(store, Picky(), Clock(), batch_size=10)
+        result = d.step()
+        assert (result.acked, result.dead) == (9, 1)
+        assert sent[0] == 10
+        assert len(sent) <= 2 * 4 + 1  # log2(10) levels of halving
+        assert store.dead_letters()[0].code == "soap:Client"
+
+    def test_rate_limit_defers_sends(self, store: SQLiteStore) -> None:
+        """With one request a minute allowed, the second batch waits for the window."""
+        clock = Clock()
+        t = MemoryTransport()
+        d = deliverer(store, t, clock, batch_size=5, rate_limit=RateLimit(1, 60.0))
+        assert d.step().acked == 5
+        waiting = d.step()
+        assert (waiting.claimed, waiting.wait) == (0, 60.0)
+        clock.now += 60
+        assert d.step().acked == 5
+        assert t.batches == [5, 5]
+
+    def test_unreadable_payload_is_a_dead_letter(self, tmp_path: Path) -> None:
+        """A payload that cannot be opened is kept as a dead letter, never dropped."""
+        s = SQLiteStore(tmp_path / "u.sqlite")
+        s.accept([Pending(1, b"k" * 16, b"not json"), Pending(1, b"j" * 16, payload(1))], 1.0)
+        d = deliverer(s, MemoryTransport(), Clock())
+        result = d.step()
+        assert (result.acked, result.dead) == (1, 1)
+        assert s.dead_letters()[0].code == UNREADABLE
+
+
+class TestWorker:
+    def test_start_wake_stop(self, store: SQLiteStore) -> None:
+        """The worker thread delivers after a wake and stops when asked."""
+        import time
+
+        t = MemoryTransport()
+        w = Worker(Deliverer(store, t, unseal), poll=0.01)
+        w.start()
+        w.wake()
+        deadline = time.monotonic() + 10
+        while len(t.delivered) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(t.delivered) == 10
+        assert w.stop(5)
+        assert not w.running

@@ -1,0 +1,190 @@
+"""End to end over real HTTP on loopback: MinLog -> Minlog2Transport -> FakeNSP, with faults.
+
+Every test ends the same way: each accepted registration was received exactly once, or is
+a dead letter with its reason. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from minlog import Access, Employee, MinLog, Organisation, RetryPolicy
+from minlog._transport import Minlog2Transport
+from minlog.testing import FakeNSP, Fault, make_test_certificate
+
+CVR = "12345678"
+ORG = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
+CERT = make_test_certificate(CVR, "Testkommune")
+N = 60
+
+
+def accesses(n: int = N) -> list[Access]:
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
+    return [Access(f"{1 + i % 28:02d}0{1 + i % 9}{60 + i % 30:02d}4321",
+                   Employee(f"0101{70 + i % 20:02d}{i:04d}", name=f"Medarbejder {i}"),
+                   ORG, "Opslag i Fælles Stamkort", now) for i in range(n)]
+
+
+@pytest.fixture
+def nsp() -> Iterator[FakeNSP]:
+    with FakeNSP(cvr=CVR) as fake:
+        yield fake
+
+
+def transport(nsp: FakeNSP, **kw: Any) -> Minlog2Transport:
+    kw.setdefault("read_timeout", 2.0)
+    return Minlog2Transport(service_url=nsp.service_url, sts_url=nsp.sts_url, credentials=CERT,
+                            cvr=CVR, system_name="Cura", care_provider_name="Testkommune", **kw)
+
+
+def run(tmp_path: Path, nsp: FakeNSP, *, batch_size: int = 20, timeout: float = 30,
+        threads: int = 1, **kw: Any) -> tuple[MinLog, list[Access]]:
+    log = MinLog.open(tmp_path / "m.sqlite", transport=transport(nsp, **kw), system_name="Cura",
+                      batch_size=batch_size, poll=0.02, delivery_threads=threads,
+                      retry=RetryPolicy(initial=0.02, maximum=0.1, jitter=0.1))
+    batch = accesses()
+    assert all(log.record_many(batch))
+    log.flush(timeout=timeout)
+    return log, batch
+
+
+def assert_nothing_lost(log: MinLog, nsp: FakeNSP, expected: int = N) -> list[Any]:
+    counts = collections.Counter(r.sequence_number for r in nsp.received)
+    assert all(c == 1 for c in counts.values()), "a registration was received twice"
+    dead = log.dead_letters(1000)
+    dead_seqs = {d.registration.sequence_number for d in dead if d.registration}
+    assert not dead_seqs & set(counts)
+    assert len(counts) + len(dead) == expected
+    s = log.stats()
+    assert (s.pending, s.in_flight) == (0, 0)
+    log.close(timeout=1)
+    return dead
+
+
+class TestHappyPath:
+    def test_everything_arrives_once_with_one_card(self, tmp_path: Path, nsp: FakeNSP) -> None:
+        """Batches of 20 arrive intact; one STS card serves them all."""
+        log, batch = run(tmp_path, nsp)
+        assert assert_nothing_lost(log, nsp) == []
+        assert nsp.cards_issued == 1
+        assert nsp.calls == 3
+        got = {r.person_identifier for r in nsp.received}
+        assert got == {a.citizen for a in batch}
+
+    def test_two_delivery_threads_still_send_each_entry_once(self, tmp_path: Path,
+                                                             nsp: FakeNSP) -> None:
+        """With two delivery threads, batches go in parallel and none is sent twice."""
+        nsp.inject(Fault("latency", seconds=0.05, times=3))
+        log, _ = run(tmp_path, nsp, batch_size=5, threads=2)
+        assert assert_nothing_lost(log, nsp) == []
+        assert nsp.calls >= N // 5
+
+    def test_versioned_soap_action_and_old_schema(self, tmp_path: Path) -> None:
+        """Schema 20230425 and a versioned SOAPAction work end to end."""
+        with FakeNSP(cvr=CVR, version="20230425") as old:
+            log, _ = run(tmp_path, old, version="20230425",
+                         soap_action="AddRegistrations_20230425")
+            assert_nothing_lost(log, old)
+
+
+class TestTransientFaults:
+    @pytest.mark.parametrize("fault", [
+        Fault("http500", times=2), Fault("http503"), Fault("http429", seconds=0.2),
+        Fault("drop", times=2), Fault("latency", seconds=0.3),
+        Fault("soap-fault", code="soap:Server", text="busy"),
+    ], ids=lambda f: f.kind)
+    def test_retried_until_delivered(self, tmp_path: Path, nsp: FakeNSP, fault: Fault) -> None:
+        """Outages, overload and dropped connections delay delivery; nothing is lost."""
+        nsp.inject(fault)
+        log, _ = run(tmp_path, nsp)
+        assert assert_nothing_lost(log, nsp) == []
+
+    def test_timeout_is_retried(self, tmp_path: Path, nsp: FakeNSP) -> None:
+        """A receiver slower than the read timeout is retried, not dropped."""
+        nsp.inject(Fault("timeout", seconds=1.0))
+        log, _ = run(tmp_path, nsp, read_timeout=0.3)
+        assert log.stats().last_error is not None
+        assert assert_nothing_lost(log, nsp) == []
+
+
+class TestPermanentFaults:
+    def test_rejected_entries_are_dead_letters(self, tmp_path: Path, nsp: FakeNSP) -> None:
+        """Entries the receiver refuses become dead letters with its fault code."""
+        nsp.reject = lambda r: "E-DUP" if r.user_person_identifier.endswith("0007") else None
+        log, _ = run(tmp_path, nsp)
+        dead = assert_nothing_lost(log, nsp)
+        assert [d.code for d in dead] == ["E-DUP"]
+
+    def test_malformed_batch_is_split_to_isolate_the_bad_entry(self, tmp_path: Path,
+                                                               nsp: FakeNSP) -> None:
+        """A request refused as a whole is split until only the bad entry is refused."""
+        def refuse(rs: list[Any]) -> tuple[str, str] | None:
+            if any(r.user_person_identifier.endswith("0013") for r in rs):
+                return ("soap:Client", "entry 13 is malformed")
+            return None
+        nsp.refuse_request = refuse
+        log, _ = run(tmp_path, nsp)
+        dead = assert_nothing_lost(log, nsp)
+        assert [(d.code, d.text) for d in dead] == [
+            ("soap:Client", "SOAP fault soap:Client: entry 13 is malformed")]
+
+
+class TestCards:
+    def test_expired_card_is_renewed(self, tmp_path: Path, nsp: FakeNSP) -> None:
+        """After the service refuses the card, a new one is fetched and sending goes on."""
+        t = transport(nsp)
+        log = MinLog.open(tmp_path / "m.sqlite", transport=t, system_name="Cura",
+                          batch_size=20, poll=0.02,
+                          retry=RetryPolicy(initial=0.02, maximum=0.1, jitter=0.1))
+        batch = accesses()
+        log.record_many(batch[:20])
+        assert log.flush(timeout=10)
+        nsp.expire_cards()
+        log.record_many(batch[20:])
+        assert log.flush(timeout=10)
+        assert nsp.cards_issued == 2
+        assert assert_nothing_lost(log, nsp) == []
+
+    def test_wrong_cvr_is_never_accepted(self, tmp_path: Path) -> None:
+        """A card naming another organisation is refused; entries wait in the outbox."""
+        with FakeNSP(cvr="87654321") as other:
+            log = MinLog.open(tmp_path / "m.sqlite", transport=transport(other),
+                              system_name="Cura", poll=0.02,
+                              retry=RetryPolicy(initial=0.02, maximum=0.05))
+            log.record_many(accesses(5))
+            assert log.flush(timeout=1) is False
+            assert other.received == []
+            assert log.stats().pending + log.stats().in_flight == 5
+            log.close(timeout=0.5)
+
+
+class TestTransportRules:
+    def test_plain_http_only_on_loopback(self) -> None:
+        """TLS is required except on loopback (the test receiver)."""
+        from minlog import ConfigurationError
+        with pytest.raises(ConfigurationError):
+            Minlog2Transport(service_url="http://minlog.example/x", sts_url="https://s/x",
+                             credentials=CERT, cvr=CVR, system_name="C",
+                             care_provider_name="K")
+
+    def test_custom_ca_bundle_and_client_certificate(self, tmp_path: Path) -> None:
+        """A CA bundle is trusted for TLS and the system certificate can be the client's."""
+        from cryptography.hazmat.primitives import serialization
+
+        from minlog.testing import make_test_federation
+
+        ca = make_test_federation().certificate
+        (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        t = Minlog2Transport(service_url="https://minlog.example/x", sts_url="https://s/x",
+                             credentials=CERT, cvr=CVR, system_name="C", care_provider_name="K",
+                             ca_bundle=tmp_path / "ca.pem", client_certificate=True)
+        subjects = [dict(x[0] for x in c["subject"]) for c in t._ssl.get_ca_certs()]
+        assert {"commonName": "minlog test STS", "organizationName": "minlog test"} in subjects
+        assert t._ssl.verify_mode.name == "CERT_REQUIRED"
+        t.close()

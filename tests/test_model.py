@@ -1,0 +1,179 @@
+"""The model: every contract limit and enumeration, CPR rules, no CPR in messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minlog import Access, Employee, OnBehalfOf, Organisation, Registration, ValidationError
+from minlog._model import check_schema, is_cpr
+
+AT = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+ORG = Organisation("380000000000001")
+EMP = Employee("0101701234", name="Anne")
+
+
+def reg(**changes: object) -> Registration:
+    fields: dict[str, object] = dict(system_name="Cura", activity="Opslag",
+                                     person_identifier="0101701234",
+                                     user_person_identifier="0202802345", date_time=AT)
+    fields.update(changes)
+    return Registration(**fields)  # type: ignore[arg-type]
+
+
+class TestCpr:
+    @pytest.mark.parametrize("cpr", ["0101701234", "3112999999", "2902004000", "2902884000",
+                                     "1010101010", "0101010000"])
+    def test_real_dates_are_cprs(self, cpr: str) -> None:
+        """Ten digits starting with a real date are a CPR number (no modulus 11 check)."""
+        assert is_cpr(cpr)
+
+    @pytest.mark.parametrize("cpr", ["3201701234", "0013701234", "2902013000", "290200300",
+                                     "01017012345", "01017O1234", "٠١٠١٧٠١٢٣٤", ""])
+    def test_others_are_not(self, cpr: str) -> None:
+        """Bad dates (29 Feb of a non-leap year by the century digit), lengths, non-ASCII."""
+        assert not is_cpr(cpr)
+
+    def test_century_digit_decides_leap_years(self) -> None:
+        """29-02-00 is a date in 2000 (digit 4 or 9 with yy<=36) but not in 1900 (digit 0-3)."""
+        assert is_cpr("2902004000")
+        assert not is_cpr("2902000000")
+
+    def test_hyphen_is_removed(self) -> None:
+        """'ddmmyy-xxxx' is accepted and normalised."""
+        assert Employee("010170-1234").id == "0101701234"
+        assert Access("020280-2345", EMP, ORG, "x", AT).citizen == "0202802345"
+
+    def test_ecpr_needs_its_source(self) -> None:
+        """An eCPR (not a real date) is accepted with citizen_source='eCPR' only."""
+        with pytest.raises(ValidationError):
+            Access("0101AB1234", EMP, ORG, "x", AT)
+        assert Access("0101AB1234", EMP, ORG, "x", AT, citizen_source="eCPR")
+
+    @given(st.text(min_size=1, max_size=12))
+    def test_no_digits_in_messages(self, text: str) -> None:
+        """Whatever is given as a CPR number, the error never repeats it."""
+        try:
+            Access(text, EMP, ORG, "x", AT)
+        except ValidationError as e:
+            message = str(e)
+        else:
+            return
+        digits = "".join(c for c in text if c.isdigit())
+        if len(digits) >= 4:
+            assert digits not in message
+
+    def test_reprs_hold_no_cpr(self) -> None:
+        """repr() of employees, accesses and registrations omits the identifiers."""
+        a = Access("0202802345", EMP, ORG, "x", AT,
+                   on_behalf_of=OnBehalfOf("0303303456"))
+        for text in (repr(a), repr(EMP), repr(reg()), repr(a.on_behalf_of)):
+            assert "0101701234" not in text
+            assert "0202802345" not in text
+            assert "0303303456" not in text
+
+
+LIMITS = [("system_name", 25), ("activity", 75), ("reason", 50), ("addition", 50),
+          ("criticality", 50), ("organisation_name", 200), ("person_name", 50),
+          ("correlation_id", 46), ("sequence_number", 36), ("user_person_name", 50),
+          ("user_role", 200), ("on_behalf_of_person_name", 50),
+          ("on_behalf_of_user_role", 200)]
+
+
+class TestRegistrationLimits:
+    @pytest.mark.parametrize(("field", "limit"), LIMITS)
+    def test_each_limit(self, field: str, limit: int) -> None:
+        """Each string field accepts its limit and refuses one more, naming the field."""
+        reg(**{field: "x" * limit})
+        with pytest.raises(ValidationError) as e:
+            reg(**{field: "x" * (limit + 1)})
+        assert e.value.field == field
+        assert isinstance(e.value, ValueError)
+
+    @pytest.mark.parametrize("field", [f for f, _ in LIMITS])
+    @pytest.mark.parametrize("bad", ["", "   ", "a\x00b", "a\x1bb"])
+    def test_empty_blank_and_control_characters(self, field: str, bad: str) -> None:
+        """minLength 1, not blank, no control characters."""
+        with pytest.raises(ValidationError) as e:
+            reg(**{field: bad})
+        assert e.value.field == field
+
+    def test_filters(self) -> None:
+        """Filter entries are strings of at most 50 characters."""
+        reg(filters=("Ikke borger", "x" * 50))
+        with pytest.raises(ValidationError):
+            reg(filters=("x" * 51,))
+        with pytest.raises(ValidationError):
+            reg(filters="Ikke borger")
+
+    def test_time_choice(self) -> None:
+        """DateTime, or both FromDateTime and ToDateTime (in order), never both kinds."""
+        reg(date_time=None, from_date_time=AT, to_date_time=AT + dt.timedelta(hours=1))
+        for bad in ({"date_time": None}, {"from_date_time": AT},
+                    {"date_time": None, "from_date_time": AT,
+                     "to_date_time": AT - dt.timedelta(1)}):
+            with pytest.raises(ValidationError):
+                reg(**bad)
+
+    @pytest.mark.parametrize("when", [dt.datetime(2014, 12, 31, 23, 59, tzinfo=dt.UTC),
+                                      dt.datetime(2026, 1, 1)])
+    def test_times_are_zoned_and_not_before_2015(self, when: dt.datetime) -> None:
+        """Naive times and times before 2015-01-01Z are refused."""
+        with pytest.raises(ValidationError):
+            reg(date_time=when)
+        with pytest.raises(ValidationError):
+            Access("0202802345", EMP, ORG, "x", when)
+
+    def test_sources(self) -> None:
+        """Each identifier's source is one of the contract's values."""
+        for field, bad in [("person_identifier_source", "SOR"),
+                           ("user_person_identifier_source", "eCPR")]:
+            with pytest.raises(ValidationError) as e:
+                reg(**{field: bad})
+            assert e.value.field == field
+        with pytest.raises(ValidationError):
+            Employee("0101701234", source="Yder")
+        with pytest.raises(ValidationError):
+            OnBehalfOf("0101701234", source="EuropeanHealthcareProfessional")
+        with pytest.raises(ValidationError):
+            Organisation("1", source="Sygehus")
+        assert Employee("ABC12", source="Autorisation").id == "ABC12"
+
+    def test_schema_versions(self) -> None:
+        """20230425-only organisation sources are refused under 20250312."""
+        r = reg(organisation_id="1234", organisation_id_source="Kommunekode")
+        check_schema(r, "20230425")
+        with pytest.raises(ValidationError):
+            check_schema(r, "20250312")
+        with pytest.raises(ValidationError):
+            check_schema(r, "19990101")
+
+    def test_times_are_kept_in_utc(self) -> None:
+        """A registration holds the same instant, in UTC."""
+        cph = dt.timezone(dt.timedelta(hours=1))
+        r = reg(date_time=AT.astimezone(cph))
+        assert r.date_time == AT
+        assert r.date_time is not None
+        assert r.date_time.tzinfo == dt.UTC
+
+    def test_dict_round_trip(self) -> None:
+        """to_dict/from_dict give back the same registration."""
+        r = reg(filters=("Ikke borger",), on_behalf_of_person_identifier="0303303456",
+                on_behalf_of_person_identifier_source="CPR", organisation_id="1",
+                organisation_id_source="SOR")
+        assert Registration.from_dict(r.to_dict()) == r
+        assert Registration.from_dict(r.to_dict(), trusted=True) == r
+
+
+class TestAccess:
+    def test_wrong_types_are_refused(self) -> None:
+        """Parts must be the model's classes; filters a sequence of strings."""
+        with pytest.raises(ValidationError):
+            Access("0202802345", "Anne", ORG, "x", AT)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError):
+            Access("0202802345", EMP, ORG, "x", "2026-01-01")  # type: ignore[arg-type]
+        assert Access("0202802345", EMP, ORG, "x", AT, filters=["Ikke borger"]).filters == (
+            "Ikke borger",)

@@ -1,0 +1,197 @@
+"""One behaviour suite for the `Store` protocol, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from minlog._store import Pending, Store, open_store
+
+DAY = 740_000
+
+
+def key(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def pend(n: int, day: int = DAY) -> Pending:
+    return Pending(day, key(n), f"payload {n}".encode())
+
+
+class TestAccept:
+    def test_reports_newness_per_entry(self, store: Store) -> None:
+        """accept answers True for new (day, key) pairs and False for known ones."""
+        assert store.accept([pend(1), pend(2)], 1.0) == [True, True]
+        assert store.accept([pend(2), pend(3)], 2.0) == [False, True]
+
+    def test_in_batch_repeats_count_once(self, store: Store) -> None:
+        """A key twice in one batch is new once (the first) and enqueued once."""
+        assert store.accept([pend(1), pend(1), pend(2)], 1.0) == [True, False, True]
+        assert store.counts().pending == 2
+
+    def test_same_key_other_day_is_new(self, store: Store) -> None:
+        """Days partition the seen-set."""
+        assert store.accept([pend(1, DAY), pend(1, DAY + 1)], 1.0) == [True, True]
+
+    def test_enqueues_payloads_of_new_entries_only(self, store: Store) -> None:
+        """Only new entries reach the outbox, with their payloads."""
+        store.accept([pend(1)], 1.0)
+        store.accept([pend(1), pend(2)], 1.0)
+        claimed = store.claim(10, 60, 5.0)
+        assert [(e.key, e.payload) for e in claimed] == [(key(1), b"payload 1"),
+                                                         (key(2), b"payload 2")]
+
+    def test_seen_lists_a_days_keys(self, store: Store) -> None:
+        """seen(day) returns exactly that day's keys (to warm memory)."""
+        store.accept([pend(1), pend(2), pend(3, DAY + 1)], 1.0)
+        assert store.seen(DAY) == {key(1), key(2)}
+        assert store.seen(DAY - 1) == set()
+
+    def test_empty_batch(self, store: Store) -> None:
+        """An empty batch is a no-op."""
+        assert store.accept([], 1.0) == []
+
+
+class TestPersistence:
+    def test_reopen_keeps_everything(self, store_target: dict[str, Any]) -> None:
+        """A closed and reopened store keeps its seen-set, outbox and dead letters."""
+        s = open_store(store_target["target"], **store_target["store_options"])
+        s.accept([pend(1), pend(2)], 1.0)
+        e = s.claim(1, 60, 1.0)
+        s.bury([(e[0].id, "E1", "no")], 2.0)
+        s.close()
+        s = open_store(store_target["target"], **store_target["store_options"])
+        try:
+            assert s.accept([pend(1), pend(2)], 3.0) == [False, False]
+            c = s.counts()
+            assert (c.pending, c.dead) == (1, 1)
+        finally:
+            s.close()
+
+
+class TestOutbox:
+    def test_claim_leases_oldest_first_and_counts_attempts(self, store: Store) -> None:
+        """claim takes due entries oldest first and marks them in flight."""
+        store.accept([pend(1), pend(2), pend(3)], 1.0)
+        first = store.claim(2, 60, 5.0)
+        assert [e.key for e in first] == [key(1), key(2)]
+        assert all(e.attempts == 1 for e in first)
+        c = store.counts()
+        assert (c.pending, c.in_flight) == (1, 2)
+        assert [e.key for e in store.claim(10, 60, 5.0)] == [key(3)]
+        assert store.claim(10, 60, 5.0) == []
+
+    def test_expired_lease_returns_to_the_pool(self, store: Store) -> None:
+        """An entry whose worker died is claimable again once its lease expires."""
+        store.accept([pend(1)], 1.0)
+        assert len(store.claim(10, 60, 5.0)) == 1
+        assert store.claim(10, 60, 30.0) == []
+        again = store.claim(10, 60, 66.0)
+        assert [e.attempts for e in again] == [2]
+
+    def test_ack_removes(self, store: Store) -> None:
+        """Acknowledged entries leave the outbox."""
+        store.accept([pend(1), pend(2)], 1.0)
+        claimed = store.claim(10, 60, 5.0)
+        store.ack([claimed[0].id])
+        c = store.counts()
+        assert (c.pending, c.in_flight) == (0, 1)
+
+    def test_retry_defers(self, store: Store) -> None:
+        """A retried entry is due again only at its not_before time."""
+        store.accept([pend(1)], 1.0)
+        e = store.claim(10, 60, 5.0)
+        store.retry([e[0].id], 100.0)
+        assert store.counts().pending == 1
+        assert store.next_due() == 100.0
+        assert store.claim(10, 60, 99.0) == []
+        assert len(store.claim(10, 60, 100.0)) == 1
+
+    def test_bury_and_redrive(self, store: Store) -> None:
+        """Dead letters keep code and text; redrive puts them back as pending."""
+        store.accept([pend(1), pend(2)], 1.0)
+        a, _ = store.claim(10, 60, 5.0)
+        store.bury([(a.id, "E7", "refused")], 6.0)
+        dead = store.dead_letters()
+        assert [(d.key, d.code, d.text, d.payload) for d in dead] == [
+            (key(1), "E7", "refused", b"payload 1")]
+        assert store.counts().dead == 1
+        assert store.redrive([999_999], 7.0) == 0
+        assert store.redrive(None, 7.0) == 1
+        c = store.counts()
+        assert (c.pending, c.in_flight, c.dead) == (1, 1, 0)
+        assert [e.key for e in store.claim(10, 60, 8.0)] == [key(1)]
+
+    def test_oldest_pending_and_next_due(self, store: Store) -> None:
+        """counts() reports the oldest accept time; next_due the earliest due time."""
+        assert store.next_due() is None
+        assert store.counts().oldest_pending is None
+        store.accept([pend(1)], 10.0)
+        store.accept([pend(2)], 20.0)
+        assert store.counts().oldest_pending == 10.0
+        assert store.next_due() == 10.0
+
+    def test_concurrent_claims_never_share_an_entry(self, store_target: dict[str, Any]) -> None:
+        """Two workers claiming at once each get different entries, all of them in total."""
+        s = open_store(store_target["target"], **store_target["store_options"])
+        s.accept([pend(n) for n in range(200)], 1.0)
+        got: list[list[int]] = [[], []]
+        others = [open_store(store_target["target"], **store_target["store_options"])
+                  for _ in range(2)]
+
+        def work(i: int) -> None:
+            while batch := others[i].claim(7, 60, 5.0):
+                got[i].extend(e.id for e in batch)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for o in [*others, s]:
+            o.close()
+        assert not set(got[0]) & set(got[1])
+        assert len(got[0]) + len(got[1]) == 200
+
+
+class TestPrune:
+    def test_prune_forgets_old_days_and_keeps_the_outbox(self, store: Store) -> None:
+        """Pruning drops seen-set days before the limit, never outbox entries."""
+        store.accept([pend(1, DAY - 5), pend(2, DAY)], 1.0)
+        assert store.prune(DAY - 1) >= 1
+        assert store.seen(DAY - 5) == set()
+        assert store.seen(DAY) == {key(2)}
+        assert store.counts().pending == 2
+
+    def test_late_access_after_prune_is_accepted(self, store: Store) -> None:
+        """A late access for a pruned day is new again (delivered, never dropped)."""
+        store.accept([pend(1, DAY - 5)], 1.0)
+        store.prune(DAY)
+        assert store.accept([pend(1, DAY - 5)], 2.0) == [True]
+
+
+class TestAliases:
+    def test_codes_are_unique_per_scope_and_subject(self, store: Store) -> None:
+        """A code and a subject each register once per scope; other scopes are apart."""
+        assert store.add_alias("SOR:1", "K7Q4", b"s1", b"sealed1")
+        assert not store.add_alias("SOR:1", "K7Q4", b"s2", b"sealed2")
+        assert not store.add_alias("SOR:1", "OTHER", b"s1", b"sealed1")
+        assert store.add_alias("SOR:2", "K7Q4", b"s2", b"sealed2")
+        assert store.alias_for("SOR:1", b"s1") == "K7Q4"
+        assert store.alias_for("SOR:1", b"s2") is None
+        assert store.resolve_alias("SOR:1", "K7Q4") == b"sealed1"
+        assert store.resolve_alias("SOR:2", "K7Q4") == b"sealed2"
+        assert store.resolve_alias("SOR:3", "K7Q4") is None
+
+
+@pytest.mark.parametrize("bad", ["Bad-Name", "1abc", "x" * 60, 'a"; drop'])
+def test_postgres_schema_name_is_checked(bad: str) -> None:
+    """A schema name that is not a plain identifier is a ConfigurationError."""
+    pytest.importorskip("psycopg")
+    from minlog import ConfigurationError
+    from minlog._store.postgres import PostgresStore
+
+    with pytest.raises(ConfigurationError):
+        PostgresStore("postgresql://nowhere.invalid/x", schema=bad)
