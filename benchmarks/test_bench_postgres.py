@@ -47,7 +47,7 @@ def _batched(n: int) -> float:
     store = PostgresStore(URL, schema=f"b_{uuid.uuid4().hex[:10]}")
     entries = _entries(n)
     try:
-        store.ensure_partitions(DAY)
+        store.prepare(DAY)
         started = time.perf_counter()
         for i in range(0, n, BATCH):
             store.accept(entries[i : i + BATCH], 1.0)

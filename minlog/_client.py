@@ -130,7 +130,9 @@ class MinLog:
         self._pid = os.getpid()
         today = self._days.of_timestamp(clock())
         self._hot = HotSet(today, retention_days)
-        self._prune_before: int | None = self._hot.window().start
+        #: Store upkeep owed for a new day, ``(today, first day kept)``: done by the
+        #: delivery worker after its next step, off the caller's path.
+        self._upkeep: tuple[int, int] | None = (today, self._hot.window().start)
         for day in self._hot.window():
             self._hot.add_all(day, store.seen(day))
         _lifecycle.register(self)
@@ -366,7 +368,7 @@ class MinLog:
     def _advance(self, now: float) -> None:
         dropped = self._hot.advance(self._days.of_timestamp(now))
         if dropped:
-            self._prune_before = self._hot.window().start
+            self._upkeep = (self._hot.today, self._hot.window().start)
 
     # ------------------------------------------------------------------ delivery
 
@@ -378,16 +380,20 @@ class MinLog:
             self._worker.wake()
 
     def _after_step(self, result: StepResult) -> None:
-        before = self._prune_before
-        if before is not None:
-            self._prune_before = None
-            try:
-                self.store.prune(before)
-            except Exception:
-                self._prune_before = before
-                raise
-        with self._progress:
-            self._progress.notify_all()
+        try:
+            upkeep = self._upkeep
+            if upkeep is not None:
+                self._upkeep = None
+                try:
+                    self.store.prepare(upkeep[0])
+                    self.store.prune(upkeep[1])
+                except Exception:
+                    if self._upkeep is None:  # try again after the next step
+                        self._upkeep = upkeep
+                    raise
+        finally:
+            with self._progress:
+                self._progress.notify_all()
 
     def step(self) -> StepResult:
         """Run one delivery round in the calling thread (for ``drain`` and tests)."""

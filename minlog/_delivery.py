@@ -304,12 +304,12 @@ class Worker:
         while not self._stop.is_set():
             try:
                 result = self.deliverer.step()
+                if self.on_step is not None:
+                    self.on_step(result)
             except Exception as exc:
                 self.deliverer.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("delivery step failed; retrying: %s", self.deliverer.last_error)
                 result = StepResult(wait=self.poll)
-            if self.on_step is not None:
-                self.on_step(result)
             if result.claimed:
                 continue
             wait = self.poll if result.wait is None else min(result.wait, self.poll)

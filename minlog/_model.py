@@ -83,7 +83,10 @@ def _name(field: str, value: object, limit: int) -> str | None:
 def _one_of(field: str, value: object, allowed: Iterable[str]) -> str:
     allowed = frozenset(allowed)
     if value not in allowed:
-        shown = value if isinstance(value, str) and len(value) <= 40 else "value"
+        # Echo the value only when it cannot be an identifier given in the wrong place
+        # (a CPR number passed as a source, say): short and without digits.
+        shown = (value if isinstance(value, str) and len(value) <= 40
+                 and not any(c.isdigit() for c in value) else "the value given")
         raise ValidationError(field, f"{shown!r} is not one of {', '.join(sorted(allowed))}")
     return str(value)
 

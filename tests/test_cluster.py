@@ -75,6 +75,23 @@ class TestFacadeOnBothStores:
         assert [r.person_identifier for r in t.delivered] == [CITIZENS[2]]
 
 
+    def test_upkeep_prepares_the_days_ahead(self, pg_schema: str) -> None:
+        """After its first delivery step, a MinLog on PostgreSQL has the partitions of
+        today and the days ahead, so nobody waits for one at midnight."""
+        from conftest import POSTGRES_URL
+
+        from minlog._days import copenhagen_day
+
+        clock = NOW.timestamp() + 1
+        target = {"target": POSTGRES_URL, "store_options": {"schema": pg_schema}}
+        with open_log(target, MemoryTransport(), clock=lambda: clock) as log:
+            log.step()
+            with log.store._pool.connection() as conn:  # type: ignore[attr-defined]
+                days = set(log.store._attached(conn))  # type: ignore[attr-defined]
+        today = copenhagen_day(NOW)
+        assert {today, today + 1, today + 2, today + 3} <= days
+
+
 class FileSink:
     """Appends each delivered registration's sequence number to a file (one per process).
     With ``hang_on`` set, the n-th batch is written, then the process hangs in the send:

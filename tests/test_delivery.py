@@ -147,3 +147,26 @@ class TestWorker:
         assert len(t.delivered) == 10
         assert w.stop(5)
         assert not w.running
+
+    def test_a_failing_step_hook_does_not_kill_the_worker(self, store: SQLiteStore) -> None:
+        """When the after-step hook fails (say, pruning hits a locked store), the worker
+        keeps its thread, records the error and goes on delivering."""
+        import time
+
+        calls: list[int] = []
+
+        def hook(result: object) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("prune failed")
+
+        t = MemoryTransport()
+        w = Worker(Deliverer(store, t, unseal, batch_size=4), poll=0.01, on_step=hook)
+        w.start()
+        deadline = time.monotonic() + 10
+        while len(t.delivered) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(t.delivered) == 10
+        assert w.running
+        assert w.deliverer.last_error == "RuntimeError: prune failed"
+        assert w.stop(5)

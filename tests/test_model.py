@@ -66,6 +66,18 @@ class TestCpr:
         if len(digits) >= 4:
             assert digits not in message
 
+    def test_identifier_in_a_source_field_is_not_echoed(self) -> None:
+        """A CPR number given by mistake as a source (arguments swapped) is refused
+        without being repeated; a wrong word is shown to help."""
+        for make in (lambda: Employee("Anne Jensen", "0101701234"),
+                     lambda: OnBehalfOf("Anne Jensen", "0101701234"),
+                     lambda: Access("x", EMP, ORG, "x", AT, citizen_source="0202802345")):
+            with pytest.raises(ValidationError) as e:
+                make()
+            assert not any(c.isdigit() for c in str(e.value).replace("20250312", ""))
+        with pytest.raises(ValidationError, match="'SOR-ish' is not one of"):
+            Organisation("1", "SOR-ish")
+
     def test_reprs_hold_no_cpr(self) -> None:
         """repr() of employees, accesses and registrations omits the identifiers."""
         a = Access("0202802345", EMP, ORG, "x", AT,

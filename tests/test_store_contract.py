@@ -195,3 +195,79 @@ def test_postgres_schema_name_is_checked(bad: str) -> None:
 
     with pytest.raises(ConfigurationError):
         PostgresStore("postgresql://nowhere.invalid/x", schema=bad)
+
+
+class TestPostgresPartitions:
+    """What only the PostgreSQL store does: a partition per day, made ahead, dropped behind."""
+
+    @staticmethod
+    def _open(schema: str) -> Any:
+        from conftest import POSTGRES_URL
+
+        return open_store(POSTGRES_URL, schema=schema)
+
+    @staticmethod
+    def _days(store: Any) -> set[int]:
+        with store._pool.connection() as conn:
+            return set(store._attached(conn))
+
+    def test_prepare_makes_today_and_the_days_ahead(self, pg_schema: str) -> None:
+        """prepare(today) attaches partitions for today and partitions_ahead days."""
+        s = self._open(pg_schema)
+        try:
+            s.prepare(DAY)
+            assert self._days(s) == {DAY, DAY + 1, DAY + 2, DAY + 3}
+            s.prepare(DAY)  # idempotent
+            assert self._days(s) == {DAY, DAY + 1, DAY + 2, DAY + 3}
+        finally:
+            s.close()
+
+    def test_a_partition_dropped_by_another_process_is_made_again(self, pg_schema: str) -> None:
+        """When another host drops a day this one still remembers, a late access for that
+        day is still accepted (its partition is made again), never refused."""
+        a, b = self._open(pg_schema), self._open(pg_schema)
+        try:
+            assert b.accept([pend(1, DAY - 5)], 1.0) == [True]
+            assert a.prune(DAY) >= 1
+            assert DAY - 5 not in self._days(b)
+            assert b.accept([pend(2, DAY - 5)], 2.0) == [True]
+            assert b.seen(DAY - 5) == {key(2)}
+            assert b.counts().pending == 2
+        finally:
+            a.close()
+            b.close()
+
+    def test_concurrent_prunes_and_accepts_do_not_fail(self, pg_schema: str) -> None:
+        """Several processes pruning while others accept: no errors, nothing lost."""
+        stores = [self._open(pg_schema) for _ in range(4)]
+        errors: list[BaseException] = []
+        try:
+            stores[0].accept([pend(n, DAY - 10 + n % 8) for n in range(80)], 1.0)
+
+            def prune(s: Any) -> None:
+                try:
+                    s.prune(DAY - 4)
+                except BaseException as e:  # collected and asserted below
+                    errors.append(e)
+
+            def accept(s: Any, base: int) -> None:
+                try:
+                    for n in range(base, base + 40):
+                        s.accept([pend(n, DAY - n % 6)], 2.0)
+                except BaseException as e:
+                    errors.append(e)
+
+            threads = [threading.Thread(target=prune, args=(stores[0],)),
+                       threading.Thread(target=prune, args=(stores[1],)),
+                       threading.Thread(target=accept, args=(stores[2], 1000)),
+                       threading.Thread(target=accept, args=(stores[3], 2000))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            assert all(d >= DAY - 5 for d in self._days(stores[0]))
+            assert stores[0].counts().pending == 80 + 80
+        finally:
+            for s in stores:
+                s.close()

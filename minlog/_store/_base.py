@@ -115,6 +115,11 @@ class Store(Protocol):
         """The earliest time a pending entry becomes due, or None when nothing is pending."""
         ...
 
+    def prepare(self, today: int) -> None:
+        """Get ready for ``today`` and the next few days, off the hot path (PostgreSQL
+        creates their seen-set partitions ahead of time; SQLite needs nothing)."""
+        ...
+
     def prune(self, before_day: int) -> int:
         """Forget seen-set days older than ``before_day``; returns rows removed. The outbox
         and dead letters are never pruned."""

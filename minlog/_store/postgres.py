@@ -19,10 +19,11 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 from .._errors import ConfigurationError, StoreError
@@ -60,6 +61,10 @@ _MIGRATIONS: Final[dict[int, list[str]]] = {
         "UNIQUE (scope, subject))",
     ],
 }
+
+
+class _PartitionGone(Exception):
+    """An insert found no partition for its day (dropped by another process)."""
 
 
 class PostgresStore:
@@ -119,15 +124,22 @@ class PostgresStore:
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(s=self._s)
 
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], _T], *, retry: bool = False) -> _T:
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], _T], *, retry: bool = False,
+             lost_partition: bool = False) -> _T:
         """Run ``fn`` in one transaction; psycopg errors become `StoreError`. Read-only
-        steps (``retry=True``) are tried once more on a lost connection."""
+        steps (``retry=True``) are tried once more on a lost connection. With
+        ``lost_partition``, a row that finds no seen-set partition raises `_PartitionGone`
+        (the transaction was rolled back)."""
         if self._closed:
             raise StoreError("the store is closed")
         for attempt in (1, 2):
             try:
                 with self._pool.connection() as conn, conn.transaction():
                     return fn(conn)
+            except psycopg.errors.CheckViolation as e:
+                if lost_partition:  # the only CHECK here is partition routing
+                    raise _PartitionGone() from e
+                raise StoreError(f"PostgreSQL store: {type(e).__name__}: {e}") from e
             except psycopg.OperationalError as e:
                 if retry and attempt == 1:
                     continue
@@ -167,60 +179,92 @@ class PostgresStore:
     def _partition(self, day: int) -> sql.Identifier:
         return sql.Identifier(f"seen_d{day}")
 
-    def ensure_partitions(self, today: int) -> None:
-        """Create the partitions of ``today`` and ``partitions_ahead`` days after it."""
+    def _ddl_lock(self) -> str:
+        return f"minlog:{self.schema}:partitions"
+
+    def prepare(self, today: int) -> None:
+        """Create the partitions of ``today`` and ``partitions_ahead`` days after it, so
+        that writers never wait for a partition at midnight."""
         self._ensure_days(range(today, today + self.partitions_ahead + 1))
 
+
+    def _attached(self, conn: psycopg.Connection[Any]) -> dict[int, bool]:
+        """Day partitions attached to ``seen``: day -> detach pending (PostgreSQL 14+)."""
+        rows = conn.execute(
+            "SELECT c.relname, i.inhdetachpending FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+            "JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "WHERE p.relname = 'seen' AND n.nspname = %s", [self.schema]).fetchall()
+        out = {}
+        for name, pending in rows:
+            if name.startswith("seen_d") and name[6:].isdigit():
+                out[int(name[6:])] = bool(pending)
+        return out
+
+    @contextlib.contextmanager
+    def _ddl(self) -> Iterator[psycopg.Connection[Any]]:
+        """An autocommit connection holding the schema's partition lock (a session
+        advisory lock), so that one process at a time creates or drops partitions."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [self._ddl_lock()])
+            try:
+                yield conn
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [self._ddl_lock()])
+
     def _ensure_days(self, days: Sequence[int] | range) -> None:
+        """Make sure each day has its partition. A new partition is created apart and then
+        attached: ``ATTACH PARTITION`` takes a lock that does not block inserts, where
+        ``CREATE TABLE ... PARTITION OF`` would block every writer for a moment."""
         missing = [d for d in days if d not in self._partitions]
         if not missing:
             return
-        for day in missing:
-            try:
-                with self._pool.connection() as conn:
-                    conn.autocommit = True
+        try:
+            with self._ddl() as conn:
+                attached = self._attached(conn)
+                for day in missing:
+                    p = self._partition(day)
+                    if attached.get(day) is False:
+                        continue
+                    if attached.get(day):  # an interrupted detach: finish it first
+                        self._detach(conn, p, finalize=True)
                     conn.execute(sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {s}.{p} PARTITION OF {s}.seen "
+                        "CREATE TABLE IF NOT EXISTS {s}.{p} (LIKE {s}.seen INCLUDING ALL)"
+                    ).format(s=self._s, p=p))
+                    conn.execute(sql.SQL(
+                        "ALTER TABLE {s}.seen ATTACH PARTITION {s}.{p} "
                         "FOR VALUES FROM ({lo}) TO ({hi})").format(
-                            s=self._s, p=self._partition(day), lo=sql.Literal(day),
-                            hi=sql.Literal(day + 1)))
-            except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
-                pass  # another process made it at the same moment
-            except psycopg.Error as e:
-                raise StoreError(f"cannot create the seen-set partition of day {day}: {e}") from e
-            self._partitions.add(day)
+                            s=self._s, p=p, lo=sql.Literal(day), hi=sql.Literal(day + 1)))
+        except psycopg.Error as e:
+            raise StoreError(f"cannot create the seen-set partitions of days {missing}: "
+                             f"{type(e).__name__}: {e}") from e
+        self._partitions.update(missing)
+
+    def _detach(self, conn: psycopg.Connection[Any], p: sql.Identifier, *,
+                finalize: bool = False) -> None:
+        """Detach partition ``p`` without blocking writers (``CONCURRENTLY``, or
+        ``FINALIZE`` to complete one that was interrupted) and drop it."""
+        mode = "FINALIZE" if finalize else "CONCURRENTLY"
+        conn.execute(sql.SQL("ALTER TABLE {s}.seen DETACH PARTITION {s}.{p} " + mode).format(
+            s=self._s, p=p))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {s}.{p}").format(s=self._s, p=p))
 
     def drop_partitions(self, before_day: int) -> int:
-        """Detach (concurrently: writers are not blocked) and drop day partitions older
-        than ``before_day``; returns how many were dropped."""
-        prefix = "seen_d"
-
-        def names(conn: psycopg.Connection[Any]) -> list[str]:
-            return [r[0] for r in conn.execute(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n "
-                "ON n.oid = p.relnamespace WHERE p.relname = 'seen' AND n.nspname = %s",
-                [self.schema])]
-
+        """Detach (concurrently: writers are not blocked) and drop the day partitions
+        older than ``before_day``; returns how many were dropped."""
         dropped = 0
-        for name in self._run(names, retry=True):
-            if not name.startswith(prefix) or not name[len(prefix):].isdigit():
-                continue
-            day = int(name[len(prefix):])
-            if day >= before_day:
-                continue
-            try:
-                with self._pool.connection() as conn:
-                    conn.autocommit = True
-                    conn.execute(sql.SQL(
-                        "ALTER TABLE {s}.seen DETACH PARTITION {s}.{p} CONCURRENTLY").format(
-                            s=self._s, p=sql.Identifier(name)))
-                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {s}.{p}").format(
-                        s=self._s, p=sql.Identifier(name)))
-            except psycopg.Error as e:
-                raise StoreError(f"cannot drop the seen-set partition {name}: {e}") from e
-            self._partitions.discard(day)
-            dropped += 1
+        try:
+            with self._ddl() as conn:
+                for day, pending in sorted(self._attached(conn).items()):
+                    if day < before_day:
+                        self._detach(conn, self._partition(day), finalize=pending)
+                        self._partitions.discard(day)
+                        dropped += 1
+        except psycopg.Error as e:
+            raise StoreError(f"cannot drop old seen-set partitions: {e}") from e
         return dropped
 
     # ------------------------------------------------------------------ seen-set + outbox
@@ -228,7 +272,8 @@ class PostgresStore:
     def accept(self, entries: Sequence[Pending], now: float) -> list[bool]:
         if not entries:
             return []
-        self._ensure_days(sorted({e.day for e in entries}))
+        day_set = {e.day for e in entries}
+        self._ensure_days(sorted(day_set))
         days = [e.day for e in entries]
         keys = [e.key for e in entries]
         payloads = [e.payload for e in entries]
@@ -249,7 +294,14 @@ class PostgresStore:
                                             "now": now}).fetchall()
             return {(r[0], bytes(r[1])) for r in rows}
 
-        new = self._run(step)
+        try:
+            new = self._run(step, lost_partition=True)
+        except _PartitionGone:
+            # Another process dropped a partition this one knew of (its day left the
+            # window there first). Nothing was written: make it again and retry once.
+            self._partitions.difference_update(day_set)
+            self._ensure_days(sorted(day_set))
+            new = self._run(step)
         result: list[bool] = []
         for e in entries:
             pair = (e.day, e.key)

@@ -266,6 +266,9 @@ class SQLiteStore:
             lambda c: {k for (k,) in c.execute("SELECT key FROM seen WHERE day = ?", [day])}
         )
 
+    def prepare(self, today: int) -> None:
+        """Nothing to prepare: SQLite's seen-set is one table."""
+
     def prune(self, before_day: int) -> int:
         with self._tx() as conn:
             return conn.execute("DELETE FROM seen WHERE day < ?", [before_day]).rowcount
