@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from . import _lifecycle, _payload
-from ._days import _DAY, COPENHAGEN, EPOCH_ORDINAL, CopenhagenDays
+from ._days import CopenhagenDays
 from ._dedup import DEFAULT_RETENTION_DAYS, HotSet, KeyMaker
 from ._delivery import Deliverer, RateLimit, RetryPolicy, StepResult, Worker
 from ._errors import ConfigurationError, ValidationError
@@ -39,6 +39,7 @@ from ._model import (
     Registration,
     check_schema_source,
 )
+from ._scan import Candidate, Scanner
 from ._secrets import Keys, Sealer, load_or_create_key
 from ._stats import DeadLetterInfo, Stats
 from ._store import OutboxEntry, Pending, Store, open_store
@@ -48,8 +49,6 @@ __all__ = ["DeadLetterInfo", "MinLog", "Stats"]
 
 _ACCEPT_CHUNK: Final = 5000
 _blake2b = hashlib.blake2b
-_UTC: Final = _dt.UTC
-_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 class MinLog:
@@ -112,7 +111,7 @@ class MinLog:
             seal=self._sealer.seal, unseal=self._sealer.unseal,
         )
         self._days = CopenhagenDays()
-        self._wall_cache: tuple[float, float, _dt.datetime | None] = (0.0, 0.0, None)
+        self._scanner = Scanner(self._keymaker.prefix, self._days, max_future_skew)
         self._fast_dups = itertools.count()
         self._lock = threading.RLock()
         self._progress = threading.Condition()
@@ -195,33 +194,15 @@ class MinLog:
         its log is now durably queued; False for a duplicate. Raises `ValidationError` for
         bad input (nothing stored) and `StoreError` when the store fails (nothing lost:
         record it again)."""
-        if type(access) is not Access:
-            raise ValidationError("access", "must be an Access")
-        if not self._closed:
-            at = access.at
-            tz = at.tzinfo
-            day = -1
-            if tz is COPENHAGEN:
-                wall = self._horizon_wall(self._clock())
-                if wall is not None and not at > wall:
-                    day = at.toordinal()
-            elif tz is _UTC:
-                ts = (at - _EPOCH).total_seconds()
-                lo, hi, off = self._days.current
-                if lo <= ts < hi and ts <= self._clock() + self.max_future_skew:
-                    day = int((ts + off) // _DAY) + EPOCH_ORDINAL
-            if day >= 0:
-                part = self._hot.days.get(day)
-                if part is not None:
-                    e = access.employee
-                    key = _blake2b(
-                        f"{self._keymaker.prefix}\x1f{e.source}\x1f{e.id}\x1f"
-                        f"{access.citizen_source}\x1f{access.citizen}\x1f{day}".encode(),
-                        digest_size=16).digest()
-                    if key in part:
-                        next(self._fast_dups)
-                        return False
-        return self.record_many((access,))[0]
+        if self._closed:
+            self._check_open()
+        batch = (access,)
+        now = self._clock()
+        cands = self._scanner.scan(batch, self._hot.days, now)
+        if not cands:  # a duplicate, answered from memory
+            next(self._fast_dups)
+            return False
+        return self._record(batch, cands, now)[0]
 
     def record_many(self, accesses: Iterable[Access]) -> list[bool]:
         """Record several accesses; the answer for each, in order. All are validated before
@@ -229,73 +210,20 @@ class MinLog:
         batch = accesses if isinstance(accesses, list | tuple) else list(accesses)
         self._check_open()
         now = self._clock()
-        horizon = now + self.max_future_skew
-        horizon_wall = self._horizon_wall(now)
-        days = self._days
-        lo, hi, off = days.current
-        hot = self._hot.days
-        prefix = self._keymaker.prefix
+        return self._record(batch, self._scanner.scan(batch, self._hot.days, now), now)
+
+    def _record(self, batch: Sequence[Access], cands: list[Candidate], now: float
+                ) -> list[bool]:
         results = [False] * len(batch)
-        # Transient, per-call memo of (employee, citizen, day): repeats inside one call skip
-        # the digest. It dies with the call; the kept dedup state holds digests only.
-        memo: set[tuple[str, str, str, str, int]] = set()
-        cands: list[tuple[int, int, bytes]] = []
-        for i, a in enumerate(batch):
-            if type(a) is not Access:
-                raise ValidationError("accesses", f"item {i} is not an Access")
-            at = a.at
-            tz = at.tzinfo
-            if tz is COPENHAGEN and horizon_wall is not None and not at > horizon_wall:
-                day = at.toordinal()
-            else:
-                ts = (at - _EPOCH).total_seconds() if tz is _UTC else at.timestamp()
-                if ts > horizon:
-                    raise self._future()
-                if not lo <= ts < hi:
-                    lo, hi, off = days.span(ts)
-                day = int((ts + off) // _DAY) + EPOCH_ORDINAL
-            e = a.employee
-            mk = (e.id, a.citizen, e.source, a.citizen_source, day)
-            if mk in memo:
-                continue
-            memo.add(mk)
-            key = _blake2b(
-                f"{prefix}\x1f{e.source}\x1f{e.id}\x1f{a.citizen_source}\x1f{a.citizen}\x1f{day}"
-                .encode(), digest_size=16).digest()
-            part = hot.get(day)
-            if part is not None and key in part:
-                continue
-            cands.append((i, day, key))
-        duplicates = len(batch) - len(cands)
         if cands:
             self._accept(batch, cands, now, results)
+        firsts = sum(1 for i, _, _ in cands if results[i])
         with self._lock:
             c = self._counters
             c["recorded"] += len(batch)
-            c["duplicates"] += duplicates + sum(1 for i, _, _ in cands if not results[i])
-            c["first_of_day"] += sum(1 for i, _, _ in cands if results[i])
+            c["duplicates"] += len(batch) - firsts
+            c["first_of_day"] += firsts
         return results
-
-    def _horizon_wall(self, now: float) -> _dt.datetime | None:
-        """A Copenhagen wall time no later than ``now + max_future_skew``, cached for a
-        second, or None near an offset change. An access in Copenhagen time at or before it
-        is not too far in the future, and its wall date is its day: comparing wall times is
-        exact while the horizon is over two hours from an offset change. Anything later
-        takes the exact path."""
-        cached = self._wall_cache
-        if cached[0] <= now < cached[1]:
-            return cached[2]
-        horizon = now + self.max_future_skew
-        lo, hi, _ = self._days.span(horizon)
-        wall = (_dt.datetime.fromtimestamp(horizon, COPENHAGEN)
-                if horizon - lo > 7200 and hi - horizon > 7200 else None)
-        self._wall_cache = (now, now + 1.0, wall)
-        return wall
-
-    def _future(self) -> ValidationError:
-        return ValidationError(
-            "access.at", f"must not be more than {self.max_future_skew:g} s in the future"
-        )
 
     def _accept(self, batch: Sequence[Access], cands: list[tuple[int, int, bytes]], now: float,
                 results: list[bool]) -> None:
