@@ -190,7 +190,7 @@ class TestMorningPeak:
         try:
             measure(NAIVE, naive_run, setup, events=len(workload.events), rounds=3,
                     feed="per event", tz="Copenhagen")
-            (queued,) = conns[-1].execute("SELECT COUNT(*) FROM outbox").fetchone()
+            (queued,) = conns[-1].execute("SELECT COUNT(*) FROM outbox").fetchone()  # naive
             assert queued == len(workload.first_of_day)
         finally:
             for conn in conns:

@@ -42,7 +42,7 @@ from ._model import (
 from ._scan import Candidate, Scanner
 from ._secrets import Keys, Sealer, load_or_create_key
 from ._stats import DeadLetterInfo, Stats
-from ._store import OutboxEntry, Pending, Store, open_store
+from ._store import OutboxEntry, Store, open_store
 from ._transport import Transport
 
 __all__ = ["DeadLetterInfo", "MinLog", "Stats"]
@@ -132,8 +132,7 @@ class MinLog:
         #: Store upkeep owed for a new day, ``(today, first day kept)``: done by the
         #: delivery worker after its next step, off the caller's path.
         self._upkeep: tuple[int, int] | None = (today, self._hot.window().start)
-        for day in self._hot.window():
-            self._hot.add_all(day, store.seen(day))
+        store.load(self._hot)
         _lifecycle.register(self)
         if start_worker:
             self._worker.start()
@@ -242,29 +241,27 @@ class MinLog:
                     late += 1
                 pending.append((i, day, key))
             # Build everything first: a bad name or schema fault stores nothing.
-            sealed = [Pending(day, key, self._seal(batch[i], key)) for i, day, key in pending]
+            identity, encode = self._identity, _payload.encode
+            sources, system = self._org_sources, self.system_name
+            plain = []
+            for i, _, key in pending:
+                a = batch[i]
+                o = a.organisation
+                if o.source not in sources:
+                    check_schema_source(o.source, self.schema_version)
+                name, role = identity(a.employee, o)
+                plain.append((encode(a, system, key.hex(), name, role), key))
+            sealed = [(day, key, blob) for (_, day, key), blob
+                      in zip(pending, self._sealer.seal_many(plain), strict=True)]
             for start in range(0, len(sealed), _ACCEPT_CHUNK):
-                chunk = sealed[start : start + _ACCEPT_CHUNK]
-                answers = self.store.accept(chunk, now)
+                # The store puts the chunk's keys (and others' news) into the hot set.
+                answers = self.store.accept(sealed[start : start + _ACCEPT_CHUNK], now, hot)
                 for (i, _, _), new in zip(pending[start : start + _ACCEPT_CHUNK], answers,
                                           strict=True):
                     results[i] = new
-                for p in chunk:
-                    part = hot.partition(p.day)
-                    if part is not None:
-                        part.add(p.key)
             self._counters["late"] += late
         if any(results[i] for i, _, _ in pending):
             self._wake_worker()
-
-    def _seal(self, access: Access, key: bytes) -> bytes:
-        o = access.organisation
-        if o.source not in self._org_sources:
-            check_schema_source(o.source, self.schema_version)
-        name, role = self._identity(access.employee, o)
-        data = _payload.encode(access, system_name=self.system_name,
-                               sequence_number=key.hex(), user_person_name=name, user_role=role)
-        return self._sealer.seal(data, key)
 
     def registration_for(self, access: Access, *, sequence_number: str | None = None
                          ) -> Registration:

@@ -57,7 +57,7 @@ class HotSet:
     are safe against concurrent adds under the GIL.
     """
 
-    __slots__ = ("days", "retention", "today")
+    __slots__ = ("days", "retention", "sync", "today")
 
     def __init__(self, today: int, retention: int = DEFAULT_RETENTION_DAYS) -> None:
         if retention < 1:
@@ -65,6 +65,9 @@ class HotSet:
         self.retention = retention
         self.today = today
         self.days: dict[int, set[bytes]] = {d: set() for d in self.window()}
+        #: How far into the store's log of seen keys this set has taken in (a store's
+        #: own cursor: the SQLite store uses it to learn what other processes added).
+        self.sync = 0
 
     def window(self) -> range:
         """The days held in memory: today and ``retention - 1`` days before."""

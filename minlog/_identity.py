@@ -36,6 +36,7 @@ import attrs
 
 from ._errors import ConfigurationError, ValidationError
 from ._model import Employee, Organisation
+from ._model import _name as _model_name
 
 __all__ = [
     "AliasRegistry",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 LIMIT: Final = 50
+_MEMO_LIMIT: Final = 100_000  # names remembered by a bound policy before it starts afresh
 #: Crockford's base-32 alphabet less Z: no I, L, O, U (no confusion with 1, 0, V). 31
 #: symbols, a prime, so that the check symbol catches every single error (see below).
 ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXY"
@@ -368,6 +370,7 @@ class BoundIdentity:
         self._seal = seal
         self._unseal = unseal
         self._cache: dict[tuple[str, bytes], str] = {}
+        self._shown: dict[tuple[bool, str | None, str | None], tuple[str, str | None]] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -376,7 +379,20 @@ class BoundIdentity:
 
     def __call__(self, employee: Employee, organisation: Organisation
                  ) -> tuple[str | None, str | None]:
+        """``(user_person_name, user_role)``, both checked against the schema (a bad
+        name from a formatter is a `ValidationError` naming ``user_person_name``)."""
         formatter = self.policy.formatter_for(organisation)
+        if type(formatter) is FullName:
+            # A pure function of the name: remember the checked answer (no CPR involved).
+            memo = (formatter.show_role, employee.name, employee.role)
+            found = self._shown.get(memo)
+            if found is None:
+                found = self._checked(formatter(employee, organisation),
+                                      employee.role if formatter.show_role else None)
+                if len(self._shown) >= _MEMO_LIMIT:
+                    self._shown.clear()
+                self._shown[memo] = found
+            return found
         show_role = getattr(formatter, "show_role", True)
         role = employee.role if show_role else None
         if isinstance(formatter, AlternativeId | Initials):
@@ -385,9 +401,14 @@ class BoundIdentity:
                     else formatter.show(code, organisation))
         else:
             name = formatter(employee, organisation)
+        return self._checked(name, role)
+
+    @staticmethod
+    def _checked(name: object, role: str | None) -> tuple[str, str | None]:
         if not isinstance(name, str) or not name.strip() or len(name) > LIMIT:
             raise ValidationError("user_person_name",
                                   f"the identity formatter must give 1-{LIMIT} characters")
+        _model_name("user_person_name", name, LIMIT)
         return name, role
 
     def _register(self, formatter: _Registered, employee: Employee,

@@ -39,10 +39,10 @@ def _load_native() -> ModuleType | None:
     if os.environ.get("MINLOG_PURE_PYTHON") == "1":
         return None
     try:
-        from . import _speedups  # type: ignore[attr-defined]
+        from . import _speedups
     except ImportError:
         return None
-    return _speedups  # type: ignore[no-any-return]
+    return _speedups
 
 
 #: The C accelerator, or None when the pure-Python scan is used.
@@ -84,7 +84,8 @@ class Scanner:
                                 COPENHAGEN, _UTC, horizon)
             if isinstance(found, int):
                 raise self._refusal(found, batch[found])
-            return found  # type: ignore[no-any-return]
+            if found is not None:  # None: an input the accelerator leaves to Python
+                return found  # type: ignore[no-any-return]
         return self._scan(batch, hot, now, horizon)
 
     def _refusal(self, index: int, item: object) -> ValidationError:

@@ -97,7 +97,7 @@ def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
     with _open_for_ops(args) as log:
         today = log._days.of_timestamp(time.time())
         n = log.store.prune(today - args.keep_days + 1)
-    out.write(f"{n} seen-set rows removed\n")
+    out.write(f"{n:,} seen-set keys forgotten\n")
     return 0
 
 

@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -49,8 +50,9 @@ def db(tmp_path: Path) -> Path:
 
 
 def outbox_rows(db: Path) -> int:
+    """Outbox entries not yet settled, read straight from the file."""
     with sqlite3.connect(db) as c:
-        return int(c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return int(c.execute("SELECT COALESCE(SUM(n - settled), 0) FROM outbox").fetchone()[0])
 
 
 class TestRecord:
@@ -368,6 +370,57 @@ def _record_in_process(db: str, seed: int, queue: multiprocessing.Queue[int]) ->
     queue.put(accepted)
 
 
+def _record_shuffled(db: str, seed: int, start: Any, queue: multiprocessing.Queue[int]) -> None:
+    """Record every (employee, citizen) pair of two days, in an order and in batch sizes
+    of this process's own, starting together with the others."""
+    import random
+
+    rng = random.Random(seed)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    emps = [Employee(f"0101{50 + i:02d}1234", name=f"E {i}") for i in range(40)]
+    citizens = [f"{d:02d}0{m}{40 + d:02d}4321" for d in range(1, 26) for m in (1, 2, 3)]
+    events = [Access(c, e, ORG, "Opslag", at) for e in emps for c in citizens
+              for at in (now, now - dt.timedelta(days=1))]
+    rng.shuffle(events)
+    events += events[: len(events) // 3]  # repeats, some within one call
+    log = MinLog.open(db, transport=MemoryTransport(), system_name="Cura", key=KEY,
+                      start_worker=False)
+    start.wait(120)  # a barrier: every process is open before any records
+    accepted, i = 0, 0
+    while i < len(events):
+        size = rng.choice((1, 1, 7, 50, 333))
+        if size == 1:
+            accepted += log.record(events[i])
+        else:
+            accepted += sum(log.record_many(events[i : i + size]))
+        i += size
+    log.close(timeout=0)
+    queue.put(accepted)
+
+
+def _in_processes(target: Any, args: list[tuple[Any, ...]]) -> list[int]:
+    """Run ``target(*a, queue)`` in a spawned process per ``a``; the ints they put."""
+    ctx = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[int] = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, queue)) for a in args]
+    for p in procs:
+        p.start()
+    totals = [queue.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return totals
+
+
+def _delivered_once(db: Path) -> int:
+    """Deliver what the file holds; assert no entry twice; how many were delivered."""
+    t = MemoryTransport()
+    with MinLog.open(db, transport=t, system_name="Cura", key=KEY, start_worker=False) as log:
+        assert log.flush(timeout=60)
+    assert len({r.sequence_number for r in t.delivered}) == len(t.delivered)
+    return len(t.delivered)
+
+
 class TestConcurrency:
     def test_threads_share_one_instance(self, db: Path) -> None:
         """Many threads recording overlapping accesses get exactly one True per key."""
@@ -389,22 +442,22 @@ class TestConcurrency:
 
     def test_processes_share_one_file(self, db: Path) -> None:
         """Several processes on one SQLite file accept each key exactly once in total."""
-        ctx = multiprocessing.get_context("spawn")
-        queue: multiprocessing.Queue[int] = ctx.Queue()
-        procs = [ctx.Process(target=_record_in_process, args=(str(db), s, queue))
-                 for s in range(4)]
-        for p in procs:
-            p.start()
-        totals = [queue.get(timeout=120) for _ in procs]
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
+        totals = _in_processes(_record_in_process, [(str(db), s) for s in range(4)])
         assert sum(totals) == 10 * len(CITIZENS)
-        t = MemoryTransport()
-        with MinLog.open(db, transport=t, system_name="Cura", key=KEY, start_worker=False) as log:
-            assert log.flush(timeout=30)
-        assert len(t.delivered) == 10 * len(CITIZENS)
-        assert len({r.sequence_number for r in t.delivered}) == len(t.delivered)
+        assert _delivered_once(db) == 10 * len(CITIZENS)
+
+
+    def test_processes_with_their_own_memories_agree(self, db: Path) -> None:
+        """Four processes recording the same 6,000 keys in their own orders and batch
+        sizes, all at once, accept each key exactly once between them; the outbox holds
+        each key once."""
+        start = multiprocessing.get_context("spawn").Barrier(4)
+        totals = _in_processes(_record_shuffled, [(str(db), s, start) for s in range(4)])
+        keys = 40 * 75 * 2
+        assert sum(totals) == keys
+        assert all(0 < t < keys for t in totals)  # they really interleaved
+        assert outbox_rows(db) == keys
+        assert _delivered_once(db) == keys
 
 
 class TestForkAndExit:
@@ -518,7 +571,8 @@ class TestKeyConsistency:
             assert log.record(access()) is False  # fast path, Copenhagen time
             assert log.record(utc) is False  # fast path, UTC
             with sqlite3.connect(db) as c:
-                stored = {bytes(k) for (k,) in c.execute("SELECT key FROM outbox")}
+                blobs = [bytes(b) for (b,) in c.execute("SELECT keys FROM outbox")]
+            stored = {b[i : i + 16] for b in blobs for i in range(0, len(b), 16)}
         maker = KeyMaker(Keys(KEY).dedup)
         day = copenhagen_day(NOW)
         assert stored == {maker.key(access(), day), maker.key(utc, day)}

@@ -17,16 +17,18 @@ Every method either completes or raises `StoreError`; `accept` is one transactio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import attrs
+
+from .._dedup import HotSet
 
 __all__ = ["DeadLetter", "OutboxEntry", "Pending", "Store", "StoreCounts"]
 
 
-@attrs.frozen(slots=True)
-class Pending:
-    """A first-of-day candidate handed to `Store.accept`."""
+class Pending(NamedTuple):
+    """A first-of-day candidate handed to `Store.accept` (any ``(day, key, payload)``
+    tuple will do)."""
 
     day: int
     key: bytes
@@ -69,17 +71,27 @@ class StoreCounts:
 class Store(Protocol):
     """What `MinLog` needs from durable storage (SQLite file or PostgreSQL database)."""
 
-    def accept(self, entries: Sequence[Pending], now: float) -> list[bool]:
-        """In ONE transaction: add each ``(day, key)`` to the seen-set and, for each one
-        that was not there before, enqueue its payload in the outbox (due at once).
+    def load(self, memory: HotSet) -> None:
+        """Put every key the store holds for ``memory``'s window, and for the days after
+        it, into ``memory`` (when a `MinLog` opens)."""
+        ...
+
+    def accept(self, entries: Sequence[tuple[int, bytes, bytes]], now: float,
+               memory: HotSet | None = None) -> list[bool]:
+        """In ONE transaction: add each ``(day, key)`` of ``(day, key, payload)`` to the
+        seen-set and, for each one that was not there before, enqueue its payload in the
+        outbox (due at once).
 
         Returns, in input order, True for the entries that were new. Duplicate keys inside
-        ``entries`` count once (the first). When this returns, the result is committed.
+        ``entries`` count once (the first). When this returns, the result is committed,
+        and every entry's key whose day ``memory`` holds is in ``memory`` (the keys other
+        processes added may be put there too). ``memory`` is the caller's in-memory
+        seen-set, filled by `load`; without one the store answers from disk alone.
         """
         ...
 
     def seen(self, day: int) -> set[bytes]:
-        """Every key of ``day`` in the seen-set (to warm the in-memory hot set)."""
+        """Every key of ``day`` in the seen-set."""
         ...
 
     def claim(self, limit: int, lease_seconds: float, now: float) -> list[OutboxEntry]:
@@ -121,8 +133,8 @@ class Store(Protocol):
         ...
 
     def prune(self, before_day: int) -> int:
-        """Forget seen-set days older than ``before_day``; returns rows removed. The outbox
-        and dead letters are never pruned."""
+        """Forget seen-set days older than ``before_day``; returns how many keys were
+        forgotten. The outbox and dead letters are never pruned."""
         ...
 
     def alias_for(self, scope: str, subject: bytes) -> str | None:

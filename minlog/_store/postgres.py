@@ -26,8 +26,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
+from .._dedup import HotSet
 from .._errors import ConfigurationError, StoreError
-from ._base import DeadLetter, OutboxEntry, Pending, StoreCounts
+from ._base import DeadLetter, OutboxEntry, StoreCounts
 
 try:
     import psycopg
@@ -269,14 +270,27 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ seen-set + outbox
 
-    def accept(self, entries: Sequence[Pending], now: float) -> list[bool]:
+    def load(self, memory: HotSet) -> None:
+        window = memory.window()
+
+        def read(conn: psycopg.Connection[Any]) -> list[tuple[int, bytes]]:
+            return [(r[0], bytes(r[1])) for r in conn.execute(
+                self._q("SELECT day, key FROM {s}.seen WHERE day >= %s"), [window.start])]
+
+        for day, key in self._run(read, retry=True):
+            part = memory.partition(day)
+            if part is not None:
+                part.add(key)
+
+    def accept(self, entries: Sequence[tuple[int, bytes, bytes]], now: float,
+               memory: HotSet | None = None) -> list[bool]:
         if not entries:
             return []
-        day_set = {e.day for e in entries}
+        days = [e[0] for e in entries]
+        keys = [e[1] for e in entries]
+        payloads = [e[2] for e in entries]
+        day_set = set(days)
         self._ensure_days(sorted(day_set))
-        days = [e.day for e in entries]
-        keys = [e.key for e in entries]
-        payloads = [e.payload for e in entries]
         statement = self._q(
             "WITH input AS ("
             "  SELECT DISTINCT ON (day, key) day, key, payload, ord"
@@ -303,13 +317,18 @@ class PostgresStore:
             self._ensure_days(sorted(day_set))
             new = self._run(step)
         result: list[bool] = []
-        for e in entries:
-            pair = (e.day, e.key)
+        for day, key, _ in entries:
+            pair = (day, key)
             if pair in new:
                 new.discard(pair)  # an in-batch repeat counts once, the first
                 result.append(True)
             else:
                 result.append(False)
+        if memory is not None:  # committed: new or not, every key is now known
+            for day, key in zip(days, keys, strict=True):
+                part = memory.partition(day)
+                if part is not None:
+                    part.add(key)
         return result
 
     def seen(self, day: int) -> set[bytes]:
@@ -317,11 +336,12 @@ class PostgresStore:
             self._q("SELECT key FROM {s}.seen WHERE day = %s"), [day])}, retry=True)
 
     def prune(self, before_day: int) -> int:
-        """Drop whole day partitions before ``before_day`` (and delete any stray rows)."""
-        dropped = self.drop_partitions(before_day)
-        removed = self._run(lambda c: c.execute(
-            self._q("DELETE FROM {s}.seen WHERE day < %s"), [before_day]).rowcount)
-        return dropped + max(removed, 0)
+        """Drop the day partitions before ``before_day``; returns the keys forgotten."""
+        row = self._run(lambda c: c.execute(
+            self._q("SELECT count(*) FROM {s}.seen WHERE day < %s"), [before_day]).fetchone(),
+            retry=True)
+        self.drop_partitions(before_day)
+        return 0 if row is None else int(row[0])
 
     # ------------------------------------------------------------------ delivery
 

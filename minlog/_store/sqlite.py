@@ -1,18 +1,31 @@
 """The embedded SQLite store: one file, WAL, shared safely by the processes of one host.
 
-* The seen-set is ``seen(day, key)``, a ``WITHOUT ROWID`` table whose primary key starts with
-  the day, so a day's keys are contiguous and pruning a day is a range delete.
-* `accept` writes the seen-set and the outbox in ONE ``BEGIN IMMEDIATE`` transaction on the
-  raw connection with ``executemany``; the write lock is taken up front, so the newness it
-  reports cannot race another process, and "database is locked" waits (busy timeout)
-  instead of failing. A commit that fails is rolled back and raised as `StoreError`:
-  nothing reported as accepted is ever missing.
-* Outbox entries are *pending* (``state=0``) or *in flight* (``state=1``, leased by one
-  process until ``due``). ``due`` is the time an entry may next be claimed: the retry time
-  of a pending entry, the lease expiry of an in-flight one. Entries leased by a process of
-  this host that no longer runs are returned to pending when the store is opened.
-* The schema is created and migrated with sqlite-utils (``_meta.schema_version``).
-* The file (and its WAL and shared-memory files) is created with mode 0600.
+The file is a pair of append-only logs, written in ONE ``BEGIN IMMEDIATE`` transaction per
+accepted batch; the exact in-memory seen-set of each process is their index:
+
+* **seen** holds *key blocks*: one row per day of an accepted batch, ``(seq, day, keys)``,
+  ``keys`` being the batch's new 16-byte dedup keys of that day, concatenated. ``seq``
+  (``AUTOINCREMENT``: never reused) orders the blocks. Appending a block costs one row
+  however many keys it holds, where a row per key meant a random B-tree insert per key
+  whose cost grows with the day. Pruning a day is a range delete on ``seen_day``.
+* **outbox** holds *segments*: the new entries of one batch (up to ``segment_size`` of
+  them), their keys, payload sizes and payloads each concatenated, with a bitmap of the
+  entries already settled (delivered or dead). An entry's id is ``segment id << 16 |
+  index``. Claims lease whole segments (``state`` 1, ``due`` = lease expiry); settling the
+  last entry of a segment deletes it.
+* **dead** holds dead letters one per row, with their fault code and text.
+
+Exactness across processes: `accept` runs under SQLite's write lock (``BEGIN IMMEDIATE``;
+"database is locked" waits for the busy timeout instead of failing). Before deciding, it
+reads the key blocks other processes appended since its memory's cursor
+(`HotSet.sync`), so the memory holds every key of its days in the file; days before the
+memory's window (late accesses) are looked up in the file. A commit that fails is rolled
+back and raised as `StoreError`, and memory is only told about keys once committed:
+nothing reported as accepted is ever missing.
+
+Entries leased by a process of this host that no longer runs are returned to pending when
+the store is opened. The schema is created and migrated with sqlite-utils
+(``_meta.schema_version``); the file (and its WAL and shared-memory files) has mode 0600.
 """
 
 from __future__ import annotations
@@ -20,35 +33,40 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import struct
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import sqlite_utils
 
+from .._dedup import HotSet
 from .._errors import ConfigurationError, StoreError
-from ._base import DeadLetter, OutboxEntry, Pending, StoreCounts
+from ._base import DeadLetter, OutboxEntry, StoreCounts
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "SEGMENT_LIMIT", "SQLiteStore"]
 
 SCHEMA_VERSION: Final = 1
-_CHUNK: Final = 400  # rows per IN (...) probe; far below any SQLite variable limit
+_SHIFT: Final = 16
+#: Most entries one outbox segment can hold (an entry id keeps 16 bits for its index).
+SEGMENT_LIMIT: Final = 1 << _SHIFT
+_KEY: Final = 16
 _T = TypeVar("_T")
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
     db.execute(
-        "CREATE TABLE IF NOT EXISTS seen (day INTEGER NOT NULL, key BLOB NOT NULL, "
-        "PRIMARY KEY (day, key)) WITHOUT ROWID"
-    )
-    db.table("outbox").create(
-        {"id": int, "key": bytes, "payload": bytes, "state": int, "attempts": int,
-         "due": float, "accepted_at": float, "owner": str},
-        pk="id", not_null={"key", "payload", "state", "attempts", "due", "accepted_at"},
-        if_not_exists=True,
-    )
-    db.table("outbox").create_index(["due", "id"], index_name="outbox_due", if_not_exists=True)
+        "CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "day INTEGER NOT NULL, keys BLOB NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS seen_day ON seen (day)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "n INTEGER NOT NULL, settled INTEGER NOT NULL, keys BLOB NOT NULL, "
+        "sizes BLOB NOT NULL, payloads BLOB NOT NULL, done BLOB, state INTEGER NOT NULL, "
+        "attempts INTEGER NOT NULL, due REAL NOT NULL, accepted_at REAL NOT NULL, "
+        "owner TEXT)")
+    db.execute("CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due, id)")
     db.table("dead").create(
         {"id": int, "key": bytes, "payload": bytes, "attempts": int, "code": str,
          "text": str, "died_at": float, "accepted_at": float},
@@ -77,11 +95,50 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _keys(blob: bytes) -> Iterator[bytes]:
+    """The 16-byte keys of a key block."""
+    return (blob[i : i + _KEY] for i in range(0, len(blob), _KEY))
+
+
+def _is_set(done: bytes | bytearray | None, index: int) -> bool:
+    return done is not None and bool(done[index >> 3] & (1 << (index & 7)))
+
+
+class _Segment:
+    """One outbox row, opened: its entries' keys and payloads."""
+
+    __slots__ = ("accepted_at", "attempts", "done", "id", "keys", "n", "offsets", "payloads",
+                 "settled", "state")
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        (self.id, self.n, self.settled, self.keys, sizes, self.payloads, self.done,
+         self.state, self.attempts, self.accepted_at) = row
+        self.offsets = [0]
+        for size in struct.unpack(f"<{self.n}I", sizes):
+            self.offsets.append(self.offsets[-1] + size)
+
+    def key(self, index: int) -> bytes:
+        return bytes(self.keys[index * _KEY : (index + 1) * _KEY])
+
+    def payload(self, index: int) -> bytes:
+        return bytes(self.payloads[self.offsets[index] : self.offsets[index + 1]])
+
+    def open(self) -> Iterator[int]:
+        """The indexes of entries not yet settled."""
+        return (i for i in range(self.n) if not _is_set(self.done, i))
+
+
+_SEGMENT_COLUMNS: Final = ("id, n, settled, keys, sizes, payloads, done, state, attempts, "
+                           "accepted_at")
+
+
 class SQLiteStore:
     """The `Store` on one SQLite file. Thread-safe; one instance per process.
 
     ``synchronous`` is SQLite's setting: ``"NORMAL"`` (default) survives a crash of the
     process (kill -9); ``"FULL"`` also survives a power loss, at a cost per commit.
+    ``segment_size`` caps the entries of one outbox segment (keep it at most the delivery
+    batch size, so that several delivery threads find segments to share).
     """
 
     def __init__(
@@ -90,10 +147,14 @@ class SQLiteStore:
         *,
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
+        segment_size: int = 500,
     ) -> None:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ConfigurationError("synchronous must be NORMAL, FULL or EXTRA")
+        if not 1 <= segment_size <= SEGMENT_LIMIT:
+            raise ConfigurationError(f"segment_size must be between 1 and {SEGMENT_LIMIT}")
         self.path = Path(path)
+        self.segment_size = segment_size
         self._lock = threading.RLock()
         self._owner = f"{os.getpid()}"
         self._closed = False
@@ -114,14 +175,15 @@ class SQLiteStore:
     # ------------------------------------------------------------------ plumbing
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; any error rolls back and becomes `StoreError`."""
+    def _tx(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """One transaction (``BEGIN IMMEDIATE``: the write lock up front); any error rolls
+        back and becomes `StoreError`."""
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(begin)
             except sqlite3.Error as e:
                 raise StoreError(f"cannot start a transaction: {e}") from e
             try:
@@ -162,15 +224,14 @@ class SQLiteStore:
             )
 
     def _release_orphans(self) -> None:
-        """Return entries leased by processes of this host that are gone to pending."""
+        """Return segments leased by processes of this host that are gone to pending."""
         with self._tx() as conn:
             owners = [r[0] for r in conn.execute(
                 "SELECT DISTINCT owner FROM outbox WHERE state = 1 AND owner IS NOT NULL")]
             dead = [o for o in owners if not (o.isdigit() and _pid_alive(int(o)))]
             conn.executemany(
-                "UPDATE outbox SET state = 0, owner = NULL WHERE state = 1 AND owner = ?",
-                [(o,) for o in dead],
-            )
+                "UPDATE outbox SET state = 0, owner = NULL, due = accepted_at "
+                "WHERE state = 1 AND owner = ?", [(o,) for o in dead])
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -192,125 +253,250 @@ class SQLiteStore:
         except sqlite3.Error as e:
             raise StoreError(f"cannot reopen the SQLite store {self.path}: {e}") from e
 
-    # ------------------------------------------------------------------ seen-set + outbox
+    # ------------------------------------------------------------------ seen-set
 
-    def accept(self, entries: Sequence[Pending], now: float) -> list[bool]:
+    @staticmethod
+    def _top(conn: sqlite3.Connection) -> int:
+        """The newest key block's ``seq`` ever (kept by SQLite for AUTOINCREMENT)."""
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'seen'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def load(self, memory: HotSet) -> None:
+        def read(conn: sqlite3.Connection) -> tuple[int, list[tuple[int, bytes]]]:
+            conn.execute("BEGIN")  # one snapshot: the blocks and the cursor agree
+            try:
+                top = self._top(conn)
+                rows = conn.execute("SELECT day, keys FROM seen WHERE day >= ? AND seq <= ?",
+                                    [memory.window().start, top]).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return top, rows
+
+        top, rows = self._read(read)
+        for day, blob in rows:
+            part = memory.partition(day)
+            if part is not None:
+                part.update(_keys(blob))
+        memory.sync = top
+
+    def _catch_up(self, conn: sqlite3.Connection, memory: HotSet) -> None:
+        """Take in the key blocks other processes appended since ``memory.sync``."""
+        top = self._top(conn)
+        if top == memory.sync:
+            return
+        since = memory.sync if top > memory.sync else 0  # 0: the file was replaced
+        for day, blob in conn.execute("SELECT day, keys FROM seen WHERE seq > ? AND seq <= ?",
+                                      [since, top]):
+            part = memory.partition(day)
+            if part is not None:
+                part.update(_keys(blob))
+        memory.sync = top
+
+    @staticmethod
+    def _day_keys(conn: sqlite3.Connection, day: int) -> set[bytes]:
+        keys: set[bytes] = set()
+        for (blob,) in conn.execute("SELECT keys FROM seen WHERE day = ?", [day]):
+            keys.update(_keys(blob))
+        return keys
+
+    def accept(self, entries: Sequence[tuple[int, bytes, bytes]], now: float,
+               memory: HotSet | None = None) -> list[bool]:
         if not entries:
             return []
+        result: list[bool] = []
+        new: list[tuple[int, bytes, bytes]] = []
         with self._tx() as conn:
-            # Optimistic path: the caller's memory already filtered duplicates, so usually
-            # every entry is new. Insert them all; if SQLite ignored none, done. Otherwise
-            # roll back to the savepoint and find out, entry by entry, which were known.
-            pairs = [(e.day, e.key) for e in entries]
-            if len(pairs) == 1:
-                if conn.execute("INSERT OR IGNORE INTO seen (day, key) VALUES (?, ?)",
-                                pairs[0]).rowcount == 1:
-                    self._enqueue(conn, entries, now)
-                    return [True]
-                return [False]
-            if len(set(pairs)) == len(pairs):
-                conn.execute("SAVEPOINT optimistic")
-                before = conn.total_changes
-                conn.executemany("INSERT OR IGNORE INTO seen (day, key) VALUES (?, ?)", pairs)
-                if conn.total_changes - before == len(pairs):
-                    conn.execute("RELEASE optimistic")
-                    self._enqueue(conn, entries, now)
-                    return [True] * len(entries)
-                conn.execute("ROLLBACK TO optimistic")
-                conn.execute("RELEASE optimistic")
-            known = self._known(conn, entries)
-            result: list[bool] = []
-            new: list[Pending] = []
-            for e in entries:
-                pair = (e.day, e.key)
-                if pair in known:
+            if memory is not None:
+                self._catch_up(conn, memory)
+            on_disk: dict[int, set[bytes]] = {}  # days memory cannot answer for
+            taken: set[tuple[int, bytes]] = set()  # new in this batch
+            for entry in entries:
+                day, key, _ = entry
+                known = None if memory is None else memory.partition(day)
+                if known is None:
+                    known = on_disk.get(day)
+                    if known is None:
+                        known = on_disk[day] = self._day_keys(conn, day)
+                pair = (day, key)
+                if key in known or pair in taken:
                     result.append(False)
                 else:
-                    known.add(pair)
-                    new.append(e)
+                    taken.add(pair)
+                    new.append(entry)
                     result.append(True)
             if new:
-                conn.executemany("INSERT INTO seen (day, key) VALUES (?, ?)",
-                                 [(e.day, e.key) for e in new])
-                self._enqueue(conn, new, now)
-            return result
+                self._append(conn, new, now)
+                top = self._top(conn) if memory is not None else 0
+        if memory is not None and new:
+            for day, key, _ in new:
+                part = memory.partition(day)
+                if part is not None:
+                    part.add(key)
+            memory.sync = top  # our own blocks follow the ones taken in above
+        return result
 
-    @staticmethod
-    def _known(conn: sqlite3.Connection, entries: Sequence[Pending]) -> set[tuple[int, bytes]]:
+    def _append(self, conn: sqlite3.Connection, new: Sequence[tuple[int, bytes, bytes]],
+                now: float) -> None:
         by_day: dict[int, list[bytes]] = {}
-        for e in entries:
-            by_day.setdefault(e.day, []).append(e.key)
-        known: set[tuple[int, bytes]] = set()
-        for day, keys in by_day.items():
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                known.update(
-                    (day, k)
-                    for (k,) in conn.execute(
-                        f"SELECT key FROM seen WHERE day = ? AND key IN ({marks})", [day, *chunk]
-                    )
-                )
-        return known
+        for day, key, _ in new:
+            by_day.setdefault(day, []).append(key)
+        conn.executemany("INSERT INTO seen (day, keys) VALUES (?, ?)",
+                         [(day, b"".join(keys)) for day, keys in by_day.items()])
+        self._enqueue(conn, [(key, payload) for _, key, payload in new], now, now)
 
-    @staticmethod
-    def _enqueue(conn: sqlite3.Connection, entries: Sequence[Pending], now: float) -> None:
+    def _enqueue(self, conn: sqlite3.Connection, entries: Sequence[tuple[bytes, bytes]],
+                 due: float, accepted_at: float) -> None:
+        """Append ``(key, payload)`` entries to the outbox as pending segments."""
+        size = self.segment_size
         conn.executemany(
-            "INSERT INTO outbox (key, payload, state, attempts, due, accepted_at) "
-            "VALUES (?, ?, 0, 0, ?, ?)",
-            [(e.key, e.payload, now, now) for e in entries],
-        )
+            "INSERT INTO outbox (n, keys, sizes, payloads, settled, done, state, attempts, "
+            "due, accepted_at) VALUES (?, ?, ?, ?, 0, NULL, 0, 0, ?, ?)",
+            [(*self._pack(entries[i : i + size]), due, accepted_at)
+             for i in range(0, len(entries), size)])
 
     def seen(self, day: int) -> set[bytes]:
-        return self._read(
-            lambda c: {k for (k,) in c.execute("SELECT key FROM seen WHERE day = ?", [day])}
-        )
+        return self._read(lambda c: self._day_keys(c, day))
 
     def prepare(self, today: int) -> None:
         """Nothing to prepare: SQLite's seen-set is one table."""
 
     def prune(self, before_day: int) -> int:
+        """Forget the key blocks of days before ``before_day``; returns the keys removed."""
         with self._tx() as conn:
-            return conn.execute("DELETE FROM seen WHERE day < ?", [before_day]).rowcount
+            (size,) = conn.execute("SELECT COALESCE(SUM(length(keys)), 0) FROM seen "
+                                   "WHERE day < ?", [before_day]).fetchone()
+            conn.execute("DELETE FROM seen WHERE day < ?", [before_day])
+        return int(size) // _KEY
 
     # ------------------------------------------------------------------ delivery
 
     def claim(self, limit: int, lease_seconds: float, now: float) -> list[OutboxEntry]:
+        """Lease whole due segments, oldest first, until ``limit`` entries are taken. When
+        the last one holds more open entries than there is room for, the entries taken
+        move to a new, leased segment and the rest stay where they were, still pending:
+        a leased segment holds only entries that were handed out."""
+        out: list[OutboxEntry] = []
+        until = now + lease_seconds
         with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT id, key, payload, attempts FROM outbox WHERE due <= ? "
-                "ORDER BY due, id LIMIT ?",
-                [now, limit],
-            ).fetchall()
+            leased: list[int] = []
+            part: tuple[_Segment, list[int]] | None = None
+            cursor = conn.execute(
+                f"SELECT {_SEGMENT_COLUMNS} FROM outbox WHERE due <= ? ORDER BY due, id",
+                [now])
+            try:
+                for row in cursor:
+                    seg = _Segment(row)
+                    open_ = list(seg.open())
+                    if len(open_) > limit - len(out):
+                        part = (seg, open_)
+                        break
+                    out.extend(OutboxEntry((seg.id << _SHIFT) | i, seg.key(i),
+                                           seg.payload(i), seg.attempts + 1) for i in open_)
+                    leased.append(seg.id)
+                    if len(out) == limit:
+                        break
+            finally:
+                cursor.close()
             conn.executemany(
                 "UPDATE outbox SET state = 1, due = ?, owner = ?, attempts = attempts + 1 "
-                "WHERE id = ?",
-                [(now + lease_seconds, self._owner, r[0]) for r in rows],
-            )
-        return [OutboxEntry(id=r[0], key=r[1], payload=r[2], attempts=r[3] + 1) for r in rows]
+                "WHERE id = ?", [(until, self._owner, i) for i in leased])
+            if part is not None:
+                seg, open_ = part
+                taken, rest = open_[: limit - len(out)], open_[limit - len(out) :]
+                new_id = self._insert(conn, [(seg.key(i), seg.payload(i)) for i in taken],
+                                      state=1, attempts=seg.attempts + 1, due=until,
+                                      accepted_at=seg.accepted_at, owner=self._owner)
+                out.extend(OutboxEntry((new_id << _SHIFT) | j, seg.key(i), seg.payload(i),
+                                       seg.attempts + 1) for j, i in enumerate(taken))
+                self._rewrite(conn, seg, rest)
+        return out
+
+    @staticmethod
+    def _pack(entries: Sequence[tuple[bytes, bytes]]) -> tuple[int, bytes, bytes, bytes]:
+        """``(n, keys, sizes, payloads)`` columns for ``(key, payload)`` entries."""
+        payloads = [p for _, p in entries]
+        return (len(entries), b"".join(k for k, _ in entries),
+                struct.pack(f"<{len(entries)}I", *map(len, payloads)), b"".join(payloads))
+
+    def _insert(self, conn: sqlite3.Connection, entries: Sequence[tuple[bytes, bytes]], *,
+                state: int, attempts: int, due: float, accepted_at: float,
+                owner: str | None) -> int:
+        """One segment of ``entries``; returns its id."""
+        cursor = conn.execute(
+            "INSERT INTO outbox (n, settled, keys, sizes, payloads, done, state, attempts, "
+            "due, accepted_at, owner) VALUES (?, 0, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+            [*self._pack(entries), state, attempts, due, accepted_at, owner])
+        return int(cursor.lastrowid or 0)
+
+    def _rewrite(self, conn: sqlite3.Connection, seg: _Segment, keep: Sequence[int]) -> None:
+        """Make ``seg``'s row hold just the entries ``keep`` (re-indexed from 0)."""
+        conn.execute(
+            "UPDATE outbox SET n = ?, keys = ?, sizes = ?, payloads = ?, settled = 0, "
+            "done = NULL WHERE id = ?",
+            [*self._pack([(seg.key(i), seg.payload(i)) for i in keep]), seg.id])
+
+    @staticmethod
+    def _by_segment(ids: Iterable[int]) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for i in ids:
+            out.setdefault(i >> _SHIFT, []).append(i & (SEGMENT_LIMIT - 1))
+        return out
+
+    @staticmethod
+    def _settle(conn: sqlite3.Connection, segment: int, indexes: Iterable[int]) -> None:
+        """Mark entries of ``segment`` settled; delete the segment when all are. Its lease
+        stands: the other entries of a leased segment were handed out too and are still
+        being delivered."""
+        row = conn.execute("SELECT n, settled, done FROM outbox WHERE id = ?",
+                           [segment]).fetchone()
+        if row is None:
+            return
+        n, settled, done = row
+        bits = bytearray(done) if done is not None else bytearray((n + 7) // 8)
+        for i in indexes:
+            if 0 <= i < n and not _is_set(bits, i):
+                bits[i >> 3] |= 1 << (i & 7)
+                settled += 1
+        if settled >= n:
+            conn.execute("DELETE FROM outbox WHERE id = ?", [segment])
+        else:
+            conn.execute("UPDATE outbox SET done = ?, settled = ? WHERE id = ?",
+                         [bytes(bits), settled, segment])
 
     def ack(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
         with self._tx() as conn:
-            conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            for segment, indexes in self._by_segment(ids).items():
+                self._settle(conn, segment, indexes)
 
     def retry(self, ids: Sequence[int], not_before: float) -> None:
+        if not ids:
+            return
         with self._tx() as conn:
             conn.executemany(
                 "UPDATE outbox SET state = 0, due = ?, owner = NULL WHERE id = ?",
-                [(not_before, i) for i in ids],
-            )
+                [(not_before, s) for s in self._by_segment(ids)])
 
     def bury(self, failures: Sequence[tuple[int, str, str]], now: float) -> None:
+        if not failures:
+            return
+        by_id = {i: (code, text) for i, code, text in failures}
         with self._tx() as conn:
-            for entry_id, code, text in failures:
-                moved = conn.execute(
-                    "INSERT INTO dead (id, key, payload, attempts, code, text, died_at, "
-                    "accepted_at) SELECT id, key, payload, attempts, ?, ?, ?, accepted_at "
-                    "FROM outbox WHERE id = ?",
-                    [code, text, now, entry_id],
-                ).rowcount
-                if moved:
-                    conn.execute("DELETE FROM outbox WHERE id = ?", [entry_id])
+            for segment, indexes in self._by_segment(by_id).items():
+                row = conn.execute(f"SELECT {_SEGMENT_COLUMNS} FROM outbox WHERE id = ?",
+                                   [segment]).fetchone()
+                if row is None:
+                    continue
+                seg = _Segment(row)
+                buried = [i for i in indexes if 0 <= i < seg.n and not _is_set(seg.done, i)]
+                conn.executemany(
+                    "INSERT OR REPLACE INTO dead (id, key, payload, attempts, code, text, "
+                    "died_at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [((segment << _SHIFT) | i, seg.key(i), seg.payload(i), seg.attempts,
+                      *by_id[(segment << _SHIFT) | i], now, seg.accepted_at)
+                     for i in buried])
+                self._settle(conn, segment, buried)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._read(lambda c: c.execute(
@@ -319,22 +505,32 @@ class SQLiteStore:
         return [DeadLetter(*r) for r in rows]
 
     def redrive(self, ids: Sequence[int] | None, now: float) -> int:
+        if ids is not None and not ids:
+            return 0
         with self._tx() as conn:
-            where, params = ("", []) if ids is None else (
-                f"WHERE id IN ({','.join('?' * len(ids))})", list(ids))
-            if ids is not None and not ids:
-                return 0
-            conn.execute(
-                "INSERT INTO outbox (id, key, payload, state, attempts, due, accepted_at) "
-                f"SELECT id, key, payload, 0, 0, ?, COALESCE(accepted_at, ?) FROM dead {where}",
-                [now, now, *params],
-            )
-            return conn.execute(f"DELETE FROM dead {where}", params).rowcount
+            if ids is None:
+                rows = conn.execute(
+                    "SELECT id, key, payload, accepted_at FROM dead ORDER BY id").fetchall()
+            else:
+                wanted = sorted(set(ids))
+                rows = []
+                for start in range(0, len(wanted), 500):
+                    some = wanted[start : start + 500]
+                    rows += conn.execute(
+                        "SELECT id, key, payload, accepted_at FROM dead WHERE id IN "
+                        f"({','.join('?' * len(some))}) ORDER BY id", some).fetchall()
+            for start in range(0, len(rows), self.segment_size):
+                chunk = rows[start : start + self.segment_size]
+                oldest = min((r[3] for r in chunk if r[3] is not None), default=now)
+                self._enqueue(conn, [(r[1], r[2]) for r in chunk], now, oldest)
+            conn.executemany("DELETE FROM dead WHERE id = ?", [(r[0],) for r in rows])
+        return len(rows)
 
     def counts(self) -> StoreCounts:
         def q(c: sqlite3.Connection) -> StoreCounts:
             pending, in_flight, oldest = c.execute(
-                "SELECT COALESCE(SUM(state = 0), 0), COALESCE(SUM(state = 1), 0), "
+                "SELECT COALESCE(SUM(CASE WHEN state = 0 THEN n - settled END), 0), "
+                "COALESCE(SUM(CASE WHEN state = 1 THEN n - settled END), 0), "
                 "MIN(accepted_at) FROM outbox").fetchone()
             (dead,) = c.execute("SELECT COUNT(*) FROM dead").fetchone()
             return StoreCounts(pending, in_flight, dead, oldest)

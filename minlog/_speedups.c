@@ -1,0 +1,975 @@
+/*
+ * minlog._speedups: the C accelerator of minlog._scan.Scanner.scan.
+ *
+ * scan(batch, access_type, prefix, hot, days, copenhagen, utc, horizon) returns what
+ * Scanner._scan (the pure-Python reference) returns for the same inputs: the list of
+ * candidates (index, day, key), or the int index of the first item to refuse (not an
+ * Access, or too far in the future), or None when an input is unusual enough that the
+ * pure-Python scan should answer instead. See minlog/_scan.py.
+ *
+ * Keys are BLAKE2b with a 16-byte digest (RFC 7693, unkeyed) of
+ *     prefix \x1f employee.source \x1f employee.id \x1f citizen_source \x1f citizen \x1f day
+ * as hashlib.blake2b(..., digest_size=16) computes it.
+ *
+ * Per item the only Python objects created are the key (needed for the set lookup) and,
+ * for a candidate, its result tuple and index; the day's int and its seen-set are cached
+ * while consecutive items share a day.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include "datetime.h"
+#include "structmember.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ BLAKE2b */
+
+static const uint64_t blake2b_iv[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
+    0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
+    0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+
+static const uint8_t blake2b_sigma[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+static inline uint64_t
+load64_le(const uint8_t *p)
+{
+#if PY_LITTLE_ENDIAN
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+#else
+    return ((uint64_t)p[0]) | ((uint64_t)p[1] << 8) | ((uint64_t)p[2] << 16) |
+           ((uint64_t)p[3] << 24) | ((uint64_t)p[4] << 32) | ((uint64_t)p[5] << 40) |
+           ((uint64_t)p[6] << 48) | ((uint64_t)p[7] << 56);
+#endif
+}
+
+static inline void
+store64_le(uint8_t *p, uint64_t w)
+{
+#if PY_LITTLE_ENDIAN
+    memcpy(p, &w, sizeof w);
+#else
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(w >> (8 * i));
+    }
+#endif
+}
+
+#define ROTR64(x, n) (((x) >> (n)) | ((x) << (64 - (n))))
+
+#define G(r, i, a, b, c, d)                          \
+    do {                                             \
+        a = a + b + m[blake2b_sigma[r][2 * (i)]];     \
+        d = ROTR64(d ^ a, 32);                       \
+        c = c + d;                                   \
+        b = ROTR64(b ^ c, 24);                       \
+        a = a + b + m[blake2b_sigma[r][2 * (i) + 1]]; \
+        d = ROTR64(d ^ a, 16);                       \
+        c = c + d;                                   \
+        b = ROTR64(b ^ c, 63);                       \
+    } while (0)
+
+#define ROUND(r)                               \
+    do {                                       \
+        G(r, 0, v[0], v[4], v[8], v[12]);      \
+        G(r, 1, v[1], v[5], v[9], v[13]);      \
+        G(r, 2, v[2], v[6], v[10], v[14]);     \
+        G(r, 3, v[3], v[7], v[11], v[15]);     \
+        G(r, 4, v[0], v[5], v[10], v[15]);     \
+        G(r, 5, v[1], v[6], v[11], v[12]);     \
+        G(r, 6, v[2], v[7], v[8], v[13]);      \
+        G(r, 7, v[3], v[4], v[9], v[14]);      \
+    } while (0)
+
+/* One compression of the 128-byte block; t is the byte count so far (inputs here are
+   far below 2**64 bytes, so the high word of the counter is 0). */
+static void
+blake2b_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last)
+{
+    uint64_t m[16], v[16];
+    for (int i = 0; i < 16; i++) {
+        m[i] = load64_le(block + 8 * i);
+    }
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = blake2b_iv[i];
+    }
+    v[12] ^= t;
+    /* v[13] ^= high word of t: always 0 */
+    if (last) {
+        v[14] = ~v[14];
+    }
+    ROUND(0);
+    ROUND(1);
+    ROUND(2);
+    ROUND(3);
+    ROUND(4);
+    ROUND(5);
+    ROUND(6);
+    ROUND(7);
+    ROUND(8);
+    ROUND(9);
+    ROUND(10);
+    ROUND(11);
+    for (int i = 0; i < 8; i++) {
+        h[i] ^= v[i] ^ v[i + 8];
+    }
+}
+
+#undef ROUND
+#undef G
+#undef ROTR64
+
+/* hashlib.blake2b(data, digest_size=16).digest() into out[16]. */
+static void
+blake2b16(const uint8_t *data, size_t len, uint8_t out[16])
+{
+    uint64_t h[8];
+    uint8_t block[128];
+    uint64_t t = 0;
+
+    memcpy(h, blake2b_iv, sizeof h);
+    h[0] ^= 0x01010000ULL ^ 16; /* depth 1, fanout 1, no key, 16-byte digest */
+    while (len > 128) {
+        t += 128;
+        blake2b_compress(h, data, t, 0);
+        data += 128;
+        len -= 128;
+    }
+    memset(block, 0, sizeof block);
+    if (len) {
+        memcpy(block, data, len);
+    }
+    t += len;
+    blake2b_compress(h, block, t, 1);
+    store64_le(out, h[0]);
+    store64_le(out + 8, h[1]);
+}
+
+/* ------------------------------------------------------------------------ state */
+
+static PyObject *str_at;
+static PyObject *str_employee;
+static PyObject *str_source;
+static PyObject *str_id;
+static PyObject *str_citizen;
+static PyObject *str_citizen_source;
+static PyObject *str_current;
+static PyObject *str_span;
+static PyObject *str_timestamp;
+
+#define EPOCH_ORDINAL 719163 /* date(1970, 1, 1).toordinal() */
+#define SAFE_MARGIN 7200.0   /* seconds kept from a span's ends on the Copenhagen path */
+
+/* Days from 1970-01-01 to the proleptic Gregorian date y-m-d (H. Hinnant's algorithm). */
+static inline int64_t
+days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t yoe = y - era * 400;
+    const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* The wall-clock fields of ``at`` as microseconds since 1970-01-01T00:00 (no offset). */
+static inline int64_t
+wall_microseconds(PyObject *at, int64_t *wall_days)
+{
+    int64_t days = days_from_civil(PyDateTime_GET_YEAR(at), PyDateTime_GET_MONTH(at),
+                                   PyDateTime_GET_DAY(at));
+    int64_t secs = days * 86400 + PyDateTime_DATE_GET_HOUR(at) * 3600 +
+                   PyDateTime_DATE_GET_MINUTE(at) * 60 + PyDateTime_DATE_GET_SECOND(at);
+    *wall_days = days;
+    return secs * 1000000 + PyDateTime_DATE_GET_MICROSECOND(at);
+}
+
+/* Python's ``int(x // 86400)`` for a float x: the exact floor of the quotient (float
+   floor division of a float by an int is exact: fmod is exact and so is x - fmod). */
+static inline int64_t
+floor_day(double x)
+{
+    double q = floor(x / 86400.0);
+    /* x / 86400.0 is rounded; q is within one of the true floor. Products of q and
+       86400 are exact (|q| << 2**53 / 86400), so the checks below are exact. */
+    if (q * 86400.0 > x) {
+        q -= 1.0;
+    }
+    else if ((q + 1.0) * 86400.0 <= x) {
+        q += 1.0;
+    }
+    return (int64_t)q;
+}
+
+/* An exact int or float as a double, when it converts exactly (ints up to 2**53).
+   Returns 0 on success, 1 when unusual (no exception set). */
+static int
+as_double(PyObject *o, double *out)
+{
+    if (PyFloat_CheckExact(o)) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return 0;
+    }
+    if (PyLong_CheckExact(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 1;
+        }
+        if (v > (1LL << 53) || v < -(1LL << 53)) {
+            return 1;
+        }
+        *out = (double)v;
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    double lo, hi;
+    double off_d;
+    int64_t off;
+} Span;
+
+/* Reads a (lo, hi, off) tuple. Returns 0 on success, 1 when unusual. */
+static int
+parse_span(PyObject *t, Span *span)
+{
+    if (!PyTuple_CheckExact(t) || PyTuple_GET_SIZE(t) != 3) {
+        return 1;
+    }
+    PyObject *off = PyTuple_GET_ITEM(t, 2);
+    if (as_double(PyTuple_GET_ITEM(t, 0), &span->lo) ||
+        as_double(PyTuple_GET_ITEM(t, 1), &span->hi) || !PyLong_CheckExact(off)) {
+        return 1;
+    }
+    long v = PyLong_AsLong(off);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    if (v > 86400 * 2 || v < -86400 * 2) {
+        return 1;
+    }
+    span->off = v;
+    span->off_d = (double)v;
+    return 0;
+}
+
+/* days.span(ts) into *span. Returns 0 on success, 1 when unusual, -1 on error. */
+static int
+call_span(PyObject *days, double ts, Span *span)
+{
+    PyObject *arg = PyFloat_FromDouble(ts);
+    if (arg == NULL) {
+        return -1;
+    }
+    PyObject *res = PyObject_CallMethodOneArg(days, str_span, arg);
+    Py_DECREF(arg);
+    if (res == NULL) {
+        return -1;
+    }
+    int rc = parse_span(res, span);
+    Py_DECREF(res);
+    return rc;
+}
+
+/* at.timestamp() into *ts. Returns 0 on success, 1 when unusual, -1 on error. */
+static int
+call_timestamp(PyObject *at, double *ts)
+{
+    PyObject *res = PyObject_CallMethodNoArgs(at, str_timestamp);
+    if (res == NULL) {
+        return -1;
+    }
+    int rc = 1;
+    if (PyFloat_CheckExact(res)) {
+        *ts = PyFloat_AS_DOUBLE(res);
+        rc = 0;
+    }
+    Py_DECREF(res);
+    return rc;
+}
+
+/* The UTF-8 of an exact str without \x1f (which could make two different field tuples
+   give one key). Returns 0 on success, 1 when unusual, -1 on error. */
+static int
+text_of(PyObject *s, const char **data, Py_ssize_t *size)
+{
+    if (!PyUnicode_CheckExact(s)) {
+        return 1;
+    }
+    const char *d = PyUnicode_AsUTF8AndSize(s, size);
+    if (d == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeError)) {
+            PyErr_Clear(); /* surrogates: the pure scan raises as str.encode does */
+            return 1;
+        }
+        return -1;
+    }
+    if (*size && memchr(d, 0x1f, (size_t)*size) != NULL) {
+        return 1;
+    }
+    *data = d;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ slots */
+
+/* Access and Employee are slotted classes: their attributes are member descriptors,
+   read here straight from the instance (as PyObject_GetAttr would, without the lookup),
+   which also lets the scan prefetch the objects of the items ahead of it. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch((const void *)(p))
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* The instance offset of ``type.name`` when it is a plain __slots__ member read by
+   generic attribute access; 0 otherwise (then PyObject_GetAttr is used). */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, PyObject *name)
+{
+    if (type->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;
+    }
+    PyObject *descr = _PyType_Lookup(type, name); /* borrowed; runs no Python code */
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        return 0;
+    }
+    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & PY_AUDIT_READ) || m->offset <= 0 ||
+        m->offset + (Py_ssize_t)sizeof(PyObject *) > type->tp_basicsize) {
+        return 0;
+    }
+    return m->offset;
+}
+
+/* The layout of a type, valid while its version tag is. */
+typedef struct {
+    PyTypeObject *type;
+    unsigned int tag;
+    int complete; /* every offset is known */
+    Py_ssize_t off[4];
+} Layout;
+
+enum { A_AT, A_EMPLOYEE, A_CITIZEN, A_CITIZEN_SOURCE };
+enum { E_SOURCE, E_ID };
+
+static Layout access_layout;   /* Access: at, employee, citizen, citizen_source */
+static Layout employee_layout; /* Employee: source, id */
+
+static inline int
+layout_valid(const Layout *l, PyTypeObject *type)
+{
+    return l->type == type && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) &&
+           type->tp_version_tag == l->tag;
+}
+
+static void
+layout_load(Layout *l, PyTypeObject *type, PyObject *const *names, int n)
+{
+    l->complete = 1;
+    for (int k = 0; k < n; k++) {
+        l->off[k] = slot_offset(type, names[k]);
+        l->complete &= l->off[k] != 0;
+    }
+    /* _PyType_Lookup gave the type a version tag, unless it could not */
+    l->type = (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) ? type : NULL;
+    l->tag = type->tp_version_tag;
+}
+
+/* A new reference to obj.name: from its slot when the layout knows it. */
+static inline PyObject *
+get_field(PyObject *obj, Py_ssize_t off, PyObject *name)
+{
+    if (off) {
+        PyObject *v = *(PyObject **)((char *)obj + off);
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(obj, name); /* raises AttributeError for an empty slot */
+}
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static inline void
+prefetch_object(PyObject *o)
+{
+    if (o != NULL) {
+        PREFETCH(o);
+        PREFETCH((char *)o + 63);
+    }
+}
+
+/* Writes the decimal form of v to p; returns its length (at most 20). */
+static inline size_t
+write_decimal(char *p, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + (u % 10));
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) {
+        p[len++] = '-';
+    }
+    while (n) {
+        p[len++] = tmp[--n];
+    }
+    return len;
+}
+
+/* ------------------------------------------------------------------------ scan */
+
+#define STACK_BUFFER 1024
+
+typedef struct {
+    /* the material buffer: prefix \x1f, then each item's fields */
+    char stack[STACK_BUFFER];
+    char *buf;
+    size_t cap;
+    size_t head; /* length of prefix + \x1f */
+    /* the day's int and seen-set of the most recent item, while valid */
+    int cached;
+    int64_t day;
+    PyObject *day_obj;
+    PyObject *part; /* NULL when hot has no set for the day (or None) */
+} Scan;
+
+static void
+scan_forget_day(Scan *s)
+{
+    s->cached = 0;
+    Py_CLEAR(s->day_obj);
+    Py_CLEAR(s->part);
+}
+
+/* Makes room for n bytes of material. Returns 0, or -1 with MemoryError. */
+static int
+scan_reserve(Scan *s, size_t n)
+{
+    if (n <= s->cap) {
+        return 0;
+    }
+    size_t cap = n * 2;
+    char *buf = PyMem_Malloc(cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(buf, s->buf, s->head);
+    if (s->buf != s->stack) {
+        PyMem_Free(s->buf);
+    }
+    s->buf = buf;
+    s->cap = cap;
+    return 0;
+}
+
+/* Points s->day_obj and s->part at ``day``'s int and hot.get(day). 0, or -1 on error. */
+static int
+scan_load_day(Scan *s, PyObject *hot, int64_t day)
+{
+    if (s->cached && s->day == day) {
+        return 0;
+    }
+    scan_forget_day(s);
+    PyObject *day_obj = PyLong_FromLongLong(day);
+    if (day_obj == NULL) {
+        return -1;
+    }
+    /* int keys hash and compare in C: no Python code runs between lookup and INCREF */
+    PyObject *part = PyDict_GetItemWithError(hot, day_obj);
+    if (part == NULL && PyErr_Occurred()) {
+        Py_DECREF(day_obj);
+        return -1;
+    }
+    if (part == Py_None) {
+        part = NULL;
+    }
+    Py_XINCREF(part);
+    s->day_obj = day_obj;
+    s->part = part;
+    s->day = day;
+    s->cached = 1;
+    return 0;
+}
+
+/* The fields that make an item's key. */
+typedef struct {
+    PyObject *employee, *source, *id, *citizen_source, *citizen;
+} Fields;
+
+static void
+fields_clear(Fields *f)
+{
+    Py_CLEAR(f->employee);
+    Py_CLEAR(f->source);
+    Py_CLEAR(f->id);
+    Py_CLEAR(f->citizen_source);
+    Py_CLEAR(f->citizen);
+}
+
+static PyObject *const *access_names;   /* at, employee, citizen, citizen_source */
+static PyObject *const *employee_names; /* source, id */
+
+/* Computes the key of ``item`` on ``day`` into key[16]. 0, 1 when unusual, -1 on error. */
+static int
+scan_key(Scan *s, PyObject *item, int64_t day, uint8_t key[16])
+{
+    Fields f = {NULL, NULL, NULL, NULL, NULL};
+    const char *text[4];
+    Py_ssize_t size[4];
+    int rc = -1;
+    const Py_ssize_t *aoff = access_layout.off;
+
+    f.employee = get_field(item, aoff[A_EMPLOYEE], str_employee);
+    if (f.employee == NULL) {
+        goto done;
+    }
+    PyTypeObject *etype = Py_TYPE(f.employee);
+    if (!layout_valid(&employee_layout, etype)) {
+        layout_load(&employee_layout, etype, employee_names, 2);
+    }
+    const Py_ssize_t *eoff = employee_layout.off;
+    f.source = get_field(f.employee, eoff[E_SOURCE], str_source);
+    if (f.source == NULL) {
+        goto done;
+    }
+    f.id = get_field(f.employee, eoff[E_ID], str_id);
+    if (f.id == NULL) {
+        goto done;
+    }
+    f.citizen_source = get_field(item, aoff[A_CITIZEN_SOURCE], str_citizen_source);
+    if (f.citizen_source == NULL) {
+        goto done;
+    }
+    f.citizen = get_field(item, aoff[A_CITIZEN], str_citizen);
+    if (f.citizen == NULL) {
+        goto done;
+    }
+    PyObject *parts[4] = {f.source, f.id, f.citizen_source, f.citizen};
+    size_t need = s->head + 5 + 24;
+    for (int k = 0; k < 4; k++) {
+        rc = text_of(parts[k], &text[k], &size[k]);
+        if (rc != 0) {
+            goto done;
+        }
+        need += (size_t)size[k];
+    }
+    rc = -1;
+    if (scan_reserve(s, need) < 0) {
+        goto done;
+    }
+    char *p = s->buf + s->head;
+    for (int k = 0; k < 4; k++) {
+        memcpy(p, text[k], (size_t)size[k]);
+        p += size[k];
+        *p++ = 0x1f;
+    }
+    p += write_decimal(p, day);
+    blake2b16((const uint8_t *)s->buf, (size_t)(p - s->buf), key);
+    rc = 0;
+done:
+    fields_clear(&f);
+    return rc;
+}
+
+/* Distances (in items) at which the scan prefetches ahead of itself: the item, then
+   the objects it points to, then the employee's id. */
+#define AHEAD_ITEM 12
+#define AHEAD_FIELDS 6
+#define AHEAD_ID 3
+
+static inline PyObject *
+batch_get(PyObject *batch, int is_list, Py_ssize_t j)
+{
+    if (is_list) {
+        return j < PyList_GET_SIZE(batch) ? PyList_GET_ITEM(batch, j) : NULL;
+    }
+    return j < PyTuple_GET_SIZE(batch) ? PyTuple_GET_ITEM(batch, j) : NULL;
+}
+
+/* Prefetches what item i + AHEAD_* will need. Only reads memory: no Python code runs. */
+static inline void
+scan_prefetch(PyObject *batch, int is_list, Py_ssize_t i, PyObject *access_type)
+{
+    const Py_ssize_t *aoff = access_layout.off;
+    PyObject *o = batch_get(batch, is_list, i + AHEAD_ITEM);
+    prefetch_object(o);
+    o = batch_get(batch, is_list, i + AHEAD_FIELDS);
+    if (o != NULL && (PyObject *)Py_TYPE(o) == access_type) {
+        prefetch_object(SLOT(o, aoff[A_AT]));
+        prefetch_object(SLOT(o, aoff[A_EMPLOYEE]));
+        prefetch_object(SLOT(o, aoff[A_CITIZEN]));
+    }
+    o = batch_get(batch, is_list, i + AHEAD_ID);
+    if (o != NULL && (PyObject *)Py_TYPE(o) == access_type) {
+        PyObject *e = SLOT(o, aoff[A_EMPLOYEE]);
+        if (e != NULL && Py_TYPE(e) == employee_layout.type && employee_layout.complete) {
+            prefetch_object(SLOT(e, employee_layout.off[E_ID]));
+            prefetch_object(SLOT(e, employee_layout.off[E_SOURCE]));
+        }
+    }
+}
+
+/* Returns 1 when ``key`` is in the seen-set of its day, 0 when not, -1 on error. */
+static int
+scan_is_hot(Scan *s, PyObject *key)
+{
+    PyObject *part = s->part;
+    if (part == NULL) {
+        return 0;
+    }
+    if (PyAnySet_CheckExact(part)) {
+        return PySet_Contains(part, key); /* bytes hash and compare in C */
+    }
+    /* anything else answers ``key in part`` its own way, perhaps in Python code */
+    Py_INCREF(part);
+    int found = PySequence_Contains(part, key);
+    Py_DECREF(part);
+    scan_forget_day(s);
+    return found;
+}
+
+static PyObject *
+speedups_scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "scan() takes 8 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *batch = args[0], *access_type = args[1], *prefix = args[2], *hot = args[3],
+             *days = args[4], *copenhagen = args[5], *utc = args[6];
+    double horizon;
+    int is_list = PyList_CheckExact(batch);
+    if (!is_list && !PyTuple_CheckExact(batch)) {
+        Py_RETURN_NONE;
+    }
+    if (!PyBytes_CheckExact(prefix) || !PyDict_CheckExact(hot) || !PyType_Check(access_type) ||
+        as_double(args[7], &horizon)) {
+        Py_RETURN_NONE;
+    }
+
+    Span span;
+    {
+        PyObject *current = PyObject_GetAttr(days, str_current);
+        if (current == NULL) {
+            return NULL;
+        }
+        int rc = parse_span(current, &span);
+        Py_DECREF(current);
+        if (rc) {
+            Py_RETURN_NONE;
+        }
+    }
+
+    Scan s;
+    s.buf = s.stack;
+    s.cap = STACK_BUFFER;
+    s.head = 0;
+    s.cached = 0;
+    s.day = 0;
+    s.day_obj = NULL;
+    s.part = NULL;
+    size_t plen = (size_t)PyBytes_GET_SIZE(prefix);
+    if (scan_reserve(&s, plen + 1 + 256) < 0) {
+        return NULL;
+    }
+    memcpy(s.buf, PyBytes_AS_STRING(prefix), plen);
+    s.buf[plen] = 0x1f;
+    s.head = plen + 1;
+
+    PyObject *result = NULL; /* what to return */
+    PyObject *cands = PyList_New(0);
+    PyObject *seen = NULL; /* keys of the candidates, made at the second one */
+    PyObject *item = NULL, *at = NULL, *key = NULL;
+    Py_ssize_t i = 0;
+    int rc = 0;
+    if (cands == NULL) {
+        goto error;
+    }
+
+    for (i = 0;; i++) {
+        if (is_list) {
+            if (i >= PyList_GET_SIZE(batch)) {
+                break;
+            }
+            item = PyList_GET_ITEM(batch, i);
+        }
+        else {
+            if (i >= PyTuple_GET_SIZE(batch)) {
+                break;
+            }
+            item = PyTuple_GET_ITEM(batch, i);
+        }
+        Py_INCREF(item); /* a callback could shrink the list */
+        if ((PyObject *)Py_TYPE(item) != access_type) {
+            goto refuse;
+        }
+        if (!layout_valid(&access_layout, (PyTypeObject *)access_type)) {
+            layout_load(&access_layout, (PyTypeObject *)access_type, access_names, 4);
+        }
+        if (access_layout.complete) {
+            scan_prefetch(batch, is_list, i, access_type);
+        }
+        at = get_field(item, access_layout.off[A_AT], str_at);
+        if (at == NULL) {
+            goto error;
+        }
+        if (!PyDateTime_CheckExact(at)) {
+            goto unusual;
+        }
+        PyObject *tz = PyDateTime_DATE_GET_TZINFO(at);
+        int64_t wall_days;
+        int64_t wall_us = wall_microseconds(at, &wall_days);
+        int64_t day;
+        double ts;
+        if (tz == copenhagen) {
+            /* The wall date is the day. The instant is needed only for the future check:
+               exact from the cached span's offset when far from its ends. */
+            day = wall_days + EPOCH_ORDINAL;
+            ts = (double)(wall_us - span.off * 1000000) / 1e6;
+            if (!(span.lo + SAFE_MARGIN <= ts && ts + SAFE_MARGIN < span.hi)) {
+                rc = call_timestamp(at, &ts);
+                scan_forget_day(&s);
+                if (rc) {
+                    goto callback_failed;
+                }
+                if (ts > horizon) {
+                    goto refuse;
+                }
+                if (!(span.lo <= ts && ts < span.hi)) { /* warm the span for what follows */
+                    if ((rc = call_span(days, ts, &span)) != 0) {
+                        goto callback_failed;
+                    }
+                }
+            }
+            else if (ts > horizon) {
+                goto refuse;
+            }
+        }
+        else {
+            if (tz == utc) {
+                ts = (double)wall_us / 1e6;
+            }
+            else if (tz == Py_None) {
+                goto unusual;
+            }
+            else {
+                rc = call_timestamp(at, &ts);
+                scan_forget_day(&s);
+                if (rc) {
+                    goto callback_failed;
+                }
+            }
+            if (ts > horizon) {
+                goto refuse;
+            }
+            if (!(span.lo <= ts && ts < span.hi)) {
+                rc = call_span(days, ts, &span);
+                scan_forget_day(&s);
+                if (rc) {
+                    goto callback_failed;
+                }
+            }
+            day = floor_day(ts + span.off_d) + EPOCH_ORDINAL;
+        }
+        Py_CLEAR(at);
+
+        key = PyBytes_FromStringAndSize(NULL, 16);
+        if (key == NULL) {
+            goto error;
+        }
+        rc = scan_key(&s, item, day, (uint8_t *)PyBytes_AS_STRING(key));
+        if (rc) {
+            goto callback_failed;
+        }
+        if (scan_load_day(&s, hot, day) < 0) {
+            goto error;
+        }
+        rc = scan_is_hot(&s, key);
+        if (rc < 0) {
+            goto error;
+        }
+        if (rc == 0) {
+            Py_ssize_t n = PyList_GET_SIZE(cands);
+            if (n > 0) {
+                if (seen == NULL) {
+                    seen = PySet_New(NULL);
+                    if (seen == NULL) {
+                        goto error;
+                    }
+                    PyObject *first = PyTuple_GET_ITEM(PyList_GET_ITEM(cands, 0), 2);
+                    if (PySet_Add(seen, first) < 0) {
+                        goto error;
+                    }
+                }
+                rc = PySet_Contains(seen, key);
+                if (rc < 0) {
+                    goto error;
+                }
+            }
+            if (rc == 0) {
+                if (seen != NULL && PySet_Add(seen, key) < 0) {
+                    goto error;
+                }
+                if (scan_load_day(&s, hot, day) < 0) { /* the cache may have been dropped */
+                    goto error;
+                }
+                PyObject *index = PyLong_FromSsize_t(i);
+                if (index == NULL) {
+                    goto error;
+                }
+                PyObject *cand = PyTuple_New(3);
+                if (cand == NULL) {
+                    Py_DECREF(index);
+                    goto error;
+                }
+                PyTuple_SET_ITEM(cand, 0, index);
+                Py_INCREF(s.day_obj);
+                PyTuple_SET_ITEM(cand, 1, s.day_obj);
+                PyTuple_SET_ITEM(cand, 2, key);
+                key = NULL; /* the tuple holds it */
+                rc = PyList_Append(cands, cand);
+                Py_DECREF(cand);
+                if (rc < 0) {
+                    goto error;
+                }
+            }
+        }
+        Py_CLEAR(key);
+        Py_CLEAR(item);
+    }
+    result = cands;
+    cands = NULL;
+    goto finish;
+
+refuse: /* item i is not an Access, or lies too far in the future */
+    result = PyLong_FromSsize_t(i);
+    goto finish;
+
+callback_failed: /* rc is 1 (unusual) or -1 (error set) */
+    if (rc < 0) {
+        goto error;
+    }
+unusual:
+    result = Py_NewRef(Py_None);
+    goto finish;
+
+error:
+    result = NULL;
+finish:
+    Py_XDECREF(item);
+    Py_XDECREF(at);
+    Py_XDECREF(key);
+    Py_XDECREF(seen);
+    Py_XDECREF(cands);
+    scan_forget_day(&s);
+    if (s.buf != s.stack) {
+        PyMem_Free(s.buf);
+    }
+    return result;
+}
+
+static PyObject *
+speedups_blake2b16(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 16);
+    if (out != NULL) {
+        blake2b16((const uint8_t *)view.buf, (size_t)view.len,
+                  (uint8_t *)PyBytes_AS_STRING(out));
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(batch, access_type, prefix, hot, days, copenhagen, utc, horizon)\n--\n\n"
+"The candidates (index, day, key) of batch, as Scanner._scan finds them; or the index\n"
+"of the first item to refuse; or None when the pure-Python scan must answer.");
+
+PyDoc_STRVAR(blake2b16_doc,
+"blake2b16(data, /)\n--\n\n"
+"hashlib.blake2b(data, digest_size=16).digest()");
+
+static PyMethodDef speedups_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
+    {"blake2b16", speedups_blake2b16, METH_O, blake2b16_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    "minlog._speedups",
+    "The C accelerator of minlog._scan (see Scanner.scan).",
+    -1,
+    speedups_methods,
+};
+
+static PyObject *access_name_list[4];
+static PyObject *employee_name_list[2];
+
+static int
+intern(PyObject **slot, const char *name)
+{
+    *slot = PyUnicode_InternFromString(name);
+    return *slot == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) {
+        return NULL;
+    }
+    if (intern(&str_at, "at") < 0 || intern(&str_employee, "employee") < 0 ||
+        intern(&str_source, "source") < 0 || intern(&str_id, "id") < 0 ||
+        intern(&str_citizen, "citizen") < 0 ||
+        intern(&str_citizen_source, "citizen_source") < 0 ||
+        intern(&str_current, "current") < 0 || intern(&str_span, "span") < 0 ||
+        intern(&str_timestamp, "timestamp") < 0) {
+        return NULL;
+    }
+    access_name_list[A_AT] = str_at;
+    access_name_list[A_EMPLOYEE] = str_employee;
+    access_name_list[A_CITIZEN] = str_citizen;
+    access_name_list[A_CITIZEN_SOURCE] = str_citizen_source;
+    employee_name_list[E_SOURCE] = str_source;
+    employee_name_list[E_ID] = str_id;
+    access_names = access_name_list;
+    employee_names = employee_name_list;
+    return PyModule_Create(&speedups_module);
+}
