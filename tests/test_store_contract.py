@@ -356,6 +356,29 @@ class TestSQLiteSegments:
         finally:
             s.close()
 
+    def test_split_keeps_the_ids_of_a_lessee_whose_lease_ran_out(self, tmp_path: Any
+                                                                 ) -> None:
+        """A slow worker's lease runs out and another claim splits its segment: the slow
+        worker's ack and bury still reach exactly the entries it was given, and nothing
+        is lost (moved entries are delivered again at most)."""
+        from minlog._store.sqlite import SQLiteStore
+
+        s = SQLiteStore(tmp_path / "split.sqlite", segment_size=4)
+        try:
+            s.accept([pend(n) for n in range(4)], 1.0)
+            slow = s.claim(4, 10, 5.0)  # lease until 15
+            other = s.claim(2, 60, 20.0)  # the lease ran out: a split
+            assert [e.key for e in other] == [key(0), key(1)]
+            s.ack([e.id for e in slow[:3]])
+            s.bury([(slow[3].id, "refused", "bad entry")], 21.0)
+            [dead] = s.dead_letters()
+            assert (dead.key, dead.code) == (key(3), "refused")
+            assert s.counts().in_flight == 2  # key(0) and key(1), with the other worker
+            s.ack([e.id for e in other])
+            assert (s.counts().pending, s.counts().in_flight, s.counts().dead) == (0, 0, 1)
+        finally:
+            s.close()
+
     def test_one_key_block_per_day_of_a_batch(self, tmp_path: Any) -> None:
         """The seen-set grows by one row per day of an accepted batch, not one per key."""
         from minlog._store.sqlite import SQLiteStore

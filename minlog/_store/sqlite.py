@@ -373,8 +373,9 @@ class SQLiteStore:
     def claim(self, limit: int, lease_seconds: float, now: float) -> list[OutboxEntry]:
         """Lease whole due segments, oldest first, until ``limit`` entries are taken. When
         the last one holds more open entries than there is room for, the entries taken
-        move to a new, leased segment and the rest stay where they were, still pending:
-        a leased segment holds only entries that were handed out."""
+        move to a new, leased segment (and count as settled in the old one) and the rest
+        stay where they were, unchanged: a leased segment holds only entries that were
+        handed out, and an entry id never changes meaning."""
         out: list[OutboxEntry] = []
         until = now + lease_seconds
         with self._tx() as conn:
@@ -402,13 +403,15 @@ class SQLiteStore:
                 "WHERE id = ?", [(until, self._owner, i) for i in leased])
             if part is not None:
                 seg, open_ = part
-                taken, rest = open_[: limit - len(out)], open_[limit - len(out) :]
+                taken = open_[: limit - len(out)]
                 new_id = self._insert(conn, [(seg.key(i), seg.payload(i)) for i in taken],
                                       state=1, attempts=seg.attempts + 1, due=until,
                                       accepted_at=seg.accepted_at, owner=self._owner)
                 out.extend(OutboxEntry((new_id << _SHIFT) | j, seg.key(i), seg.payload(i),
                                        seg.attempts + 1) for j, i in enumerate(taken))
-                self._rewrite(conn, seg, rest)
+                # Marked settled where they were: the segment's other entries keep their
+                # ids (a lessee whose lease ran out may still ack or bury them by id).
+                self._settle(conn, seg.id, taken)
         return out
 
     @staticmethod
@@ -427,13 +430,6 @@ class SQLiteStore:
             "due, accepted_at, owner) VALUES (?, 0, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
             [*self._pack(entries), state, attempts, due, accepted_at, owner])
         return int(cursor.lastrowid or 0)
-
-    def _rewrite(self, conn: sqlite3.Connection, seg: _Segment, keep: Sequence[int]) -> None:
-        """Make ``seg``'s row hold just the entries ``keep`` (re-indexed from 0)."""
-        conn.execute(
-            "UPDATE outbox SET n = ?, keys = ?, sizes = ?, payloads = ?, settled = 0, "
-            "done = NULL WHERE id = ?",
-            [*self._pack([(seg.key(i), seg.payload(i)) for i in keep]), seg.id])
 
     @staticmethod
     def _by_segment(ids: Iterable[int]) -> dict[int, list[int]]:
