@@ -1,0 +1,118 @@
+"""The SQLite outbox under random sequences of operations (Hypothesis stateful test).
+
+Several workers accept, claim (with leases that run out), ack, retry, bury and redrive in
+any order, at any time. After every step: nothing accepted is lost (each key is
+delivered, open in the outbox, or a dead letter), no key is open twice, the counts agree
+with the file, and no entry is handed to a second worker while another's lease on it
+runs. This guards the segment layout: splits on claim, settled bitmaps, stale ids.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from minlog._store import OutboxEntry
+from minlog._store.sqlite import _SEGMENT_COLUMNS, SQLiteStore, _Segment
+
+DAY = 740_000
+KEYS = 24
+
+
+def key(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+class Outbox(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.TemporaryDirectory()
+        self.store = SQLiteStore(Path(self.dir.name) / "o.sqlite", segment_size=3)
+        self.now = 100.0
+        self.accepted: set[bytes] = set()
+        self.delivered: set[bytes] = set()
+        #: claims not yet answered: (lease expiry, entries)
+        self.held: list[tuple[float, list[OutboxEntry]]] = []
+
+    def teardown(self) -> None:
+        self.store.close()
+        self.dir.cleanup()
+
+    # ------------------------------------------------------------------ steps
+
+    @rule(ns=st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8))
+    def accept(self, ns: list[int]) -> None:
+        entries = [(DAY, key(n), f"p{n}".encode()) for n in ns]
+        answers = self.store.accept(entries, self.now)
+        expected, fresh = [], set(self.accepted)
+        for n in ns:
+            expected.append(key(n) not in fresh)
+            fresh.add(key(n))
+        assert answers == expected
+        self.accepted = fresh
+
+    @rule(limit=st.integers(1, 7), lease=st.sampled_from([5.0, 30.0]))
+    def claim(self, limit: int, lease: float) -> None:
+        got = self.store.claim(limit, lease, self.now)
+        assert len(got) <= limit
+        assert len({e.key for e in got}) == len(got)
+        leased_elsewhere = {e.key for until, es in self.held if until > self.now for e in es}
+        assert not leased_elsewhere & {e.key for e in got}, "an entry leased twice"
+        for e in got:
+            assert e.payload == b"p%d" % int.from_bytes(e.key, "big")
+        if got:
+            self.held.append((self.now + lease, got))
+
+    @precondition(lambda self: self.held)
+    @rule(which=st.integers(0, 100), cut=st.integers(0, 7), data=st.data())
+    def answer(self, which: int, cut: int, data: st.DataObject) -> None:
+        """A worker's answer to one of its claims: some delivered, some refused for good,
+        the rest to be retried (or all retried, as after a transport error)."""
+        _, entries = self.held.pop(which % len(self.held))
+        ok, refused = entries[:cut], entries[cut : cut + data.draw(st.integers(0, 2))]
+        rest = entries[len(ok) + len(refused) :]
+        self.store.ack([e.id for e in ok])
+        self.delivered |= {e.key for e in ok}
+        self.store.bury([(e.id, "refused", "no") for e in refused], self.now)
+        self.store.retry([e.id for e in rest], self.now + data.draw(st.sampled_from([0, 10])))
+
+    @rule(seconds=st.sampled_from([1.0, 6.0, 40.0]))
+    def wait(self, seconds: float) -> None:
+        self.now += seconds
+
+    @rule()
+    def redrive(self) -> None:
+        dead = len(self.store.dead_letters(1000))
+        assert self.store.redrive(None, self.now) == dead
+
+    # ------------------------------------------------------------------ invariants
+
+    def open_keys(self) -> Counter[bytes]:
+        rows = self.store._conn.execute(f"SELECT {_SEGMENT_COLUMNS} FROM outbox").fetchall()
+        found: Counter[bytes] = Counter()
+        for row in rows:
+            seg = _Segment(row)
+            found.update(seg.key(i) for i in seg.open())
+        return found
+
+    @invariant()
+    def nothing_lost_nothing_doubled(self) -> None:
+        open_ = self.open_keys()
+        dead = Counter(bytes(d.key) for d in self.store.dead_letters(1000))
+        assert all(c == 1 for c in open_.values()), "a key open twice"
+        assert all(c == 1 for c in dead.values()), "a key dead twice"
+        assert not set(open_) & set(dead), "a key both open and dead"
+        lost = self.accepted - self.delivered - set(open_) - set(dead)
+        assert not lost, f"{len(lost)} accepted entries lost"
+        counts = self.store.counts()
+        assert counts.pending + counts.in_flight == sum(open_.values())
+        assert counts.dead == sum(dead.values())
+
+
+TestOutbox = Outbox.TestCase
+TestOutbox.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
