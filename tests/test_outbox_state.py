@@ -1,23 +1,28 @@
-"""The SQLite outbox under random sequences of operations (Hypothesis stateful test).
+"""The outbox under random sequences of operations (Hypothesis stateful test), on the
+SQLite store and on the PostgreSQL store.
 
 Several workers accept, claim (with leases that run out), ack, retry, bury and redrive in
 any order, at any time. After every step: nothing accepted is lost (each key is
 delivered, open in the outbox, or a dead letter), no key is open twice, the counts agree
 with the file, and no entry is handed to a second worker while another's lease on it
-runs. This guards the segment layout: splits on claim, settled bitmaps, stale ids.
+runs. On SQLite this guards the segment layout: splits on claim, settled bitmaps, stale
+ids.
 """
 
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from conftest import POSTGRES_URL, require_postgres
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from minlog._store import OutboxEntry
+from minlog._store import OutboxEntry, Store, open_store
 from minlog._store.sqlite import _SEGMENT_COLUMNS, SQLiteStore, _Segment
 
 DAY = 740_000
@@ -29,19 +34,35 @@ def key(n: int) -> bytes:
 
 
 class Outbox(RuleBasedStateMachine):
+    """The SQLite store (segments of 3, so that claims split them often)."""
+
+    store: Any
+
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.TemporaryDirectory()
-        self.store = SQLiteStore(Path(self.dir.name) / "o.sqlite", segment_size=3)
+        self.store = self.make_store()
         self.now = 100.0
         self.accepted: set[bytes] = set()
         self.delivered: set[bytes] = set()
         #: claims not yet answered: (lease expiry, entries)
         self.held: list[tuple[float, list[OutboxEntry]]] = []
 
+    def make_store(self) -> Store:
+        self.dir = tempfile.TemporaryDirectory()
+        return SQLiteStore(Path(self.dir.name) / "o.sqlite", segment_size=3)
+
     def teardown(self) -> None:
         self.store.close()
         self.dir.cleanup()
+
+    def open_keys(self) -> Counter[bytes]:
+        """The keys of the entries still open (pending or in flight), read directly."""
+        rows = self.store._conn.execute(f"SELECT {_SEGMENT_COLUMNS} FROM outbox").fetchall()
+        found: Counter[bytes] = Counter()
+        for row in rows:
+            seg = _Segment(row)
+            found.update(seg.key(i) for i in seg.open())
+        return found
 
     # ------------------------------------------------------------------ steps
 
@@ -92,14 +113,6 @@ class Outbox(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ invariants
 
-    def open_keys(self) -> Counter[bytes]:
-        rows = self.store._conn.execute(f"SELECT {_SEGMENT_COLUMNS} FROM outbox").fetchall()
-        found: Counter[bytes] = Counter()
-        for row in rows:
-            seg = _Segment(row)
-            found.update(seg.key(i) for i in seg.open())
-        return found
-
     @invariant()
     def nothing_lost_nothing_doubled(self) -> None:
         open_ = self.open_keys()
@@ -114,5 +127,34 @@ class Outbox(RuleBasedStateMachine):
         assert counts.dead == sum(dead.values())
 
 
+class PostgresOutbox(Outbox):
+    """The PostgreSQL store, in a fresh schema per example."""
+
+    def make_store(self) -> Store:
+        self.schema = f"t_{uuid.uuid4().hex[:12]}"
+        return open_store(POSTGRES_URL, schema=self.schema)
+
+    def teardown(self) -> None:
+        import psycopg
+
+        self.store.close()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    def open_keys(self) -> Counter[bytes]:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL) as conn:
+            rows = conn.execute(f'SELECT key FROM "{self.schema}".outbox').fetchall()
+        return Counter(bytes(r[0]) for r in rows)
+
+
 TestOutbox = Outbox.TestCase
 TestOutbox.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+class TestPostgresOutbox(PostgresOutbox.TestCase):  # type: ignore[name-defined,misc]
+    settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+
+    def setUp(self) -> None:
+        require_postgres()
