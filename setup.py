@@ -25,6 +25,7 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("minlog._speedups", ["minlog/_speedups.c"], optional=not REQUIRED)],
+    ext_modules=[Extension("minlog._speedups", ["minlog/_speedups.c", "minlog/_blake2b.c"],
+                           depends=["minlog/_blake2b.h"], optional=not REQUIRED)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

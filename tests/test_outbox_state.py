@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from minlog._store import OutboxEntry, Store, open_store
-from minlog._store.sqlite import _SEGMENT_COLUMNS, SQLiteStore, _Segment
+from minlog._store._packed import SEGMENT_COLUMNS, Segment
+from minlog._store.sqlite import SQLiteStore
 
 DAY = 740_000
 KEYS = 24
@@ -57,10 +58,10 @@ class Outbox(RuleBasedStateMachine):
 
     def open_keys(self) -> Counter[bytes]:
         """The keys of the entries still open (pending or in flight), read directly."""
-        rows = self.store._conn.execute(f"SELECT {_SEGMENT_COLUMNS} FROM outbox").fetchall()
+        rows = self.store._conn.execute(f"SELECT {SEGMENT_COLUMNS} FROM outbox").fetchall()
         found: Counter[bytes] = Counter()
         for row in rows:
-            seg = _Segment(row)
+            seg = Segment(row)
             found.update(seg.key(i) for i in seg.open())
         return found
 

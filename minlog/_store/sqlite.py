@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -44,14 +43,21 @@ import sqlite_utils
 from .._dedup import HotSet
 from .._errors import ConfigurationError, StoreError
 from ._base import DeadLetter, OutboxEntry, StoreCounts
+from ._packed import (
+    KEY_SIZE,
+    SEGMENT_COLUMNS,
+    SEGMENT_LIMIT,
+    Segment,
+    block_keys,
+    by_segment,
+    entry_id,
+    is_set,
+    pack,
+)
 
 __all__ = ["SCHEMA_VERSION", "SEGMENT_LIMIT", "SQLiteStore"]
 
 SCHEMA_VERSION: Final = 1
-_SHIFT: Final = 16
-#: Most entries one outbox segment can hold (an entry id keeps 16 bits for its index).
-SEGMENT_LIMIT: Final = 1 << _SHIFT
-_KEY: Final = 16
 _T = TypeVar("_T")
 
 
@@ -93,43 +99,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _keys(blob: bytes) -> Iterator[bytes]:
-    """The 16-byte keys of a key block."""
-    return (blob[i : i + _KEY] for i in range(0, len(blob), _KEY))
-
-
-def _is_set(done: bytes | bytearray | None, index: int) -> bool:
-    return done is not None and bool(done[index >> 3] & (1 << (index & 7)))
-
-
-class _Segment:
-    """One outbox row, opened: its entries' keys and payloads."""
-
-    __slots__ = ("accepted_at", "attempts", "done", "id", "keys", "n", "offsets", "payloads",
-                 "settled", "state")
-
-    def __init__(self, row: Sequence[Any]) -> None:
-        (self.id, self.n, self.settled, self.keys, sizes, self.payloads, self.done,
-         self.state, self.attempts, self.accepted_at) = row
-        self.offsets = [0]
-        for size in struct.unpack(f"<{self.n}I", sizes):
-            self.offsets.append(self.offsets[-1] + size)
-
-    def key(self, index: int) -> bytes:
-        return bytes(self.keys[index * _KEY : (index + 1) * _KEY])
-
-    def payload(self, index: int) -> bytes:
-        return bytes(self.payloads[self.offsets[index] : self.offsets[index + 1]])
-
-    def open(self) -> Iterator[int]:
-        """The indexes of entries not yet settled."""
-        return (i for i in range(self.n) if not _is_set(self.done, i))
-
-
-_SEGMENT_COLUMNS: Final = ("id, n, settled, keys, sizes, payloads, done, state, attempts, "
-                           "accepted_at")
 
 
 class SQLiteStore:
@@ -276,7 +245,7 @@ class SQLiteStore:
         for day, blob in rows:
             part = memory.partition(day)
             if part is not None:
-                part.update(_keys(blob))
+                part.update(block_keys(blob))
         memory.sync = top
 
     def _catch_up(self, conn: sqlite3.Connection, memory: HotSet) -> None:
@@ -289,14 +258,14 @@ class SQLiteStore:
                                       [since, top]):
             part = memory.partition(day)
             if part is not None:
-                part.update(_keys(blob))
+                part.update(block_keys(blob))
         memory.sync = top
 
     @staticmethod
     def _day_keys(conn: sqlite3.Connection, day: int) -> set[bytes]:
         keys: set[bytes] = set()
         for (blob,) in conn.execute("SELECT keys FROM seen WHERE day = ?", [day]):
-            keys.update(_keys(blob))
+            keys.update(block_keys(blob))
         return keys
 
     def accept(self, entries: Sequence[tuple[int, bytes, bytes]], now: float,
@@ -351,7 +320,7 @@ class SQLiteStore:
         conn.executemany(
             "INSERT INTO outbox (n, keys, sizes, payloads, settled, done, state, attempts, "
             "due, accepted_at) VALUES (?, ?, ?, ?, 0, NULL, 0, 0, ?, ?)",
-            [(*self._pack(entries[i : i + size]), due, accepted_at)
+            [(*pack(entries[i : i + size]), due, accepted_at)
              for i in range(0, len(entries), size)])
 
     def seen(self, day: int) -> set[bytes]:
@@ -366,7 +335,7 @@ class SQLiteStore:
             (size,) = conn.execute("SELECT COALESCE(SUM(length(keys)), 0) FROM seen "
                                    "WHERE day < ?", [before_day]).fetchone()
             conn.execute("DELETE FROM seen WHERE day < ?", [before_day])
-        return int(size) // _KEY
+        return int(size) // KEY_SIZE
 
     # ------------------------------------------------------------------ delivery
 
@@ -380,18 +349,18 @@ class SQLiteStore:
         until = now + lease_seconds
         with self._tx() as conn:
             leased: list[int] = []
-            part: tuple[_Segment, list[int]] | None = None
+            part: tuple[Segment, list[int]] | None = None
             cursor = conn.execute(
-                f"SELECT {_SEGMENT_COLUMNS} FROM outbox WHERE due <= ? ORDER BY due, id",
+                f"SELECT {SEGMENT_COLUMNS} FROM outbox WHERE due <= ? ORDER BY due, id",
                 [now])
             try:
                 for row in cursor:
-                    seg = _Segment(row)
+                    seg = Segment(row)
                     open_ = list(seg.open())
                     if len(open_) > limit - len(out):
                         part = (seg, open_)
                         break
-                    out.extend(OutboxEntry((seg.id << _SHIFT) | i, seg.key(i),
+                    out.extend(OutboxEntry(entry_id(seg.id, i), seg.key(i),
                                            seg.payload(i), seg.attempts + 1) for i in open_)
                     leased.append(seg.id)
                     if len(out) == limit:
@@ -407,19 +376,12 @@ class SQLiteStore:
                 new_id = self._insert(conn, [(seg.key(i), seg.payload(i)) for i in taken],
                                       state=1, attempts=seg.attempts + 1, due=until,
                                       accepted_at=seg.accepted_at, owner=self._owner)
-                out.extend(OutboxEntry((new_id << _SHIFT) | j, seg.key(i), seg.payload(i),
+                out.extend(OutboxEntry(entry_id(new_id, j), seg.key(i), seg.payload(i),
                                        seg.attempts + 1) for j, i in enumerate(taken))
                 # Marked settled where they were: the segment's other entries keep their
                 # ids (a lessee whose lease ran out may still ack or bury them by id).
                 self._settle(conn, seg.id, taken)
         return out
-
-    @staticmethod
-    def _pack(entries: Sequence[tuple[bytes, bytes]]) -> tuple[int, bytes, bytes, bytes]:
-        """``(n, keys, sizes, payloads)`` columns for ``(key, payload)`` entries."""
-        payloads = [p for _, p in entries]
-        return (len(entries), b"".join(k for k, _ in entries),
-                struct.pack(f"<{len(entries)}I", *map(len, payloads)), b"".join(payloads))
 
     def _insert(self, conn: sqlite3.Connection, entries: Sequence[tuple[bytes, bytes]], *,
                 state: int, attempts: int, due: float, accepted_at: float,
@@ -428,15 +390,8 @@ class SQLiteStore:
         cursor = conn.execute(
             "INSERT INTO outbox (n, settled, keys, sizes, payloads, done, state, attempts, "
             "due, accepted_at, owner) VALUES (?, 0, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
-            [*self._pack(entries), state, attempts, due, accepted_at, owner])
+            [*pack(entries), state, attempts, due, accepted_at, owner])
         return int(cursor.lastrowid or 0)
-
-    @staticmethod
-    def _by_segment(ids: Iterable[int]) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {}
-        for i in ids:
-            out.setdefault(i >> _SHIFT, []).append(i & (SEGMENT_LIMIT - 1))
-        return out
 
     @staticmethod
     def _settle(conn: sqlite3.Connection, segment: int, indexes: Iterable[int]) -> None:
@@ -450,7 +405,7 @@ class SQLiteStore:
         n, settled, done = row
         bits = bytearray(done) if done is not None else bytearray((n + 7) // 8)
         for i in indexes:
-            if 0 <= i < n and not _is_set(bits, i):
+            if 0 <= i < n and not is_set(bits, i):
                 bits[i >> 3] |= 1 << (i & 7)
                 settled += 1
         if settled >= n:
@@ -463,7 +418,7 @@ class SQLiteStore:
         if not ids:
             return
         with self._tx() as conn:
-            for segment, indexes in self._by_segment(ids).items():
+            for segment, indexes in by_segment(ids).items():
                 self._settle(conn, segment, indexes)
 
     def retry(self, ids: Sequence[int], not_before: float) -> None:
@@ -472,25 +427,25 @@ class SQLiteStore:
         with self._tx() as conn:
             conn.executemany(
                 "UPDATE outbox SET state = 0, due = ?, owner = NULL WHERE id = ?",
-                [(not_before, s) for s in self._by_segment(ids)])
+                [(not_before, s) for s in by_segment(ids)])
 
     def bury(self, failures: Sequence[tuple[int, str, str]], now: float) -> None:
         if not failures:
             return
         by_id = {i: (code, text) for i, code, text in failures}
         with self._tx() as conn:
-            for segment, indexes in self._by_segment(by_id).items():
-                row = conn.execute(f"SELECT {_SEGMENT_COLUMNS} FROM outbox WHERE id = ?",
+            for segment, indexes in by_segment(by_id).items():
+                row = conn.execute(f"SELECT {SEGMENT_COLUMNS} FROM outbox WHERE id = ?",
                                    [segment]).fetchone()
                 if row is None:
                     continue
-                seg = _Segment(row)
-                buried = [i for i in indexes if 0 <= i < seg.n and not _is_set(seg.done, i)]
+                seg = Segment(row)
+                buried = [i for i in indexes if 0 <= i < seg.n and not is_set(seg.done, i)]
                 conn.executemany(
                     "INSERT OR REPLACE INTO dead (id, key, payload, attempts, code, text, "
                     "died_at, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [((segment << _SHIFT) | i, seg.key(i), seg.payload(i), seg.attempts,
-                      *by_id[(segment << _SHIFT) | i], now, seg.accepted_at)
+                    [(entry_id(segment, i), seg.key(i), seg.payload(i), seg.attempts,
+                      *by_id[entry_id(segment, i)], now, seg.accepted_at)
                      for i in buried])
                 self._settle(conn, segment, buried)
 
