@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from . import _lifecycle, _payload
+from ._commit import GroupCommit
 from ._days import CopenhagenDays
 from ._dedup import DEFAULT_RETENTION_DAYS, HotSet, KeyMaker
 from ._delivery import Deliverer, RateLimit, RetryPolicy, StepResult, Worker
@@ -116,6 +117,9 @@ class MinLog:
         self._lock = threading.RLock()
         self._progress = threading.Condition()
         self._closed = False
+        #: Calls between their checks and the end of their transaction (close waits).
+        self._accepting = 0
+        self._idle = threading.Condition(self._lock)
         self._start_worker = start_worker
         self._counters = {"recorded": 0, "first_of_day": 0, "duplicates": 0, "late": 0}
         self._deliverer = Deliverer(
@@ -133,6 +137,7 @@ class MinLog:
         #: delivery worker after its next step, off the caller's path.
         self._upkeep: tuple[int, int] | None = (today, self._hot.window().start)
         store.load(self._hot)
+        self._committer = self._make_committer()
         _lifecycle.register(self)
         if start_worker:
             self._worker.start()
@@ -226,8 +231,9 @@ class MinLog:
 
     def _accept(self, batch: Sequence[Access], cands: list[tuple[int, int, bytes]], now: float,
                 results: list[bool]) -> None:
-        """Seal the candidates' registrations and accept them in the store (one transaction
-        per chunk); only then add their keys to the hot set."""
+        """Seal the candidates' registrations and accept them in the store, in one
+        transaction with those of other threads that wait meanwhile (`GroupCommit`); the
+        store adds their keys to the hot set once committed."""
         with self._lock:
             self._check_open()
             self._advance(now)
@@ -253,15 +259,27 @@ class MinLog:
                 plain.append((encode(a, system, key.hex(), name, role), key))
             sealed = [(day, key, blob) for (_, day, key), blob
                       in zip(pending, self._sealer.seal_many(plain), strict=True)]
-            for start in range(0, len(sealed), _ACCEPT_CHUNK):
-                # The store puts the chunk's keys (and others' news) into the hot set.
-                answers = self.store.accept(sealed[start : start + _ACCEPT_CHUNK], now, hot)
-                for (i, _, _), new in zip(pending[start : start + _ACCEPT_CHUNK], answers,
-                                          strict=True):
-                    results[i] = new
             self._counters["late"] += late
-        if any(results[i] for i, _, _ in pending):
+            if not sealed:
+                return
+            self._accepting += 1
+        try:
+            # One transaction with the candidates of other threads waiting meanwhile; the
+            # store puts the keys (and other processes' news) into the hot set.
+            answers = self._committer.submit(sealed, now)
+        finally:
+            with self._lock:
+                self._accepting -= 1
+                if not self._accepting:
+                    self._idle.notify_all()
+        for (i, _, _), new in zip(pending, answers, strict=True):
+            results[i] = new
+        if any(answers):
             self._wake_worker()
+
+    def _make_committer(self) -> GroupCommit:
+        store, hot = self.store, self._hot
+        return GroupCommit(lambda entries, now: store.accept(entries, now, hot), _ACCEPT_CHUNK)
 
     def registration_for(self, access: Access, *, sequence_number: str | None = None
                          ) -> Registration:
@@ -360,14 +378,21 @@ class MinLog:
         if self._closed:
             return True
         start = time.monotonic()
+
+        def left() -> float | None:
+            return None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+
+        with self._lock:  # the logs being committed now are delivered by the flush too
+            self._idle.wait_for(lambda: not self._accepting, left())
         try:
-            done = self.flush(timeout) if os.getpid() == self._pid else False
+            done = self.flush(left()) if os.getpid() == self._pid else False
         except Exception:
             done = False
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         with self._lock:
             self._closed = True
-        self._worker.stop(left)
+            # Let the calls already past their checks finish their transaction.
+            self._idle.wait_for(lambda: not self._accepting, left())
+        self._worker.stop(left())
         self.transport.close()
         self.store.close()
         _lifecycle.forget(self)
@@ -442,6 +467,9 @@ class MinLog:
         self._pid = os.getpid()
         self._lock = threading.RLock()
         self._progress = threading.Condition()
+        self._accepting = 0
+        self._idle = threading.Condition(self._lock)
+        self._committer = self._make_committer()
         for part in (self.store, self.transport):
             hook = getattr(part, "after_fork", None)
             if hook is not None:

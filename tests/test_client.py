@@ -440,6 +440,67 @@ class TestConcurrency:
             assert sum(trues) == 80
             assert outbox_rows(db) == 80
 
+    def test_concurrent_first_of_day_calls_share_transactions(self, db: Path) -> None:
+        """While one first-of-day commit runs, other threads' first-of-day logs wait and
+        go into the next transaction together (group commit); every answer is right."""
+        from minlog._store.sqlite import SQLiteStore
+
+        class SlowStore(SQLiteStore):
+            def accept(self, entries: Any, now: float, memory: Any = None) -> list[bool]:
+                time.sleep(0.02)  # a slow disk: callers pile up meanwhile
+                return super().accept(entries, now, memory)
+
+        emps = [Employee(f"0101{70 + i:02d}1234", name=f"E {i}") for i in range(16)]
+        transport = MemoryTransport()
+        log = MinLog(SlowStore(db), transport, system_name="Cura", master_key=KEY,
+                     start_worker=False, clock=lambda: NOW.timestamp() + 1)
+        with log:
+            answers: list[bool] = []
+
+            def work(e: Employee) -> None:
+                answers.extend(log.record(access(c, e)) for c in CITIZENS)
+
+            threads = [threading.Thread(target=work, args=(e,)) for e in emps]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            assert answers.count(True) == len(answers) == 64
+            assert log._committer.transactions < 64 / 2
+            assert outbox_rows(db) == 64
+        assert len(transport.delivered) == 64
+
+    def test_close_waits_for_a_transaction_in_progress(self, db: Path) -> None:
+        """close() does not close the store under a record() that is committing: it
+        waits, the call returns True, and close's final flush delivers that log too."""
+        from minlog._store.sqlite import SQLiteStore
+
+        entered, release = threading.Event(), threading.Event()
+
+        class HeldStore(SQLiteStore):
+            def accept(self, entries: Any, now: float, memory: Any = None) -> list[bool]:
+                entered.set()
+                assert release.wait(10)
+                return super().accept(entries, now, memory)
+
+        transport = MemoryTransport()
+        log = MinLog(HeldStore(db), transport, system_name="Cura", master_key=KEY,
+                     start_worker=False, clock=lambda: NOW.timestamp() + 1)
+        got: list[bool] = []
+        recorder = threading.Thread(target=lambda: got.append(log.record(access())))
+        recorder.start()
+        assert entered.wait(10)
+        closer = threading.Thread(target=log.close, kwargs={"timeout": 10})
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive()  # waiting for the commit
+        release.set()
+        recorder.join(10)
+        closer.join(10)
+        assert got == [True]
+        assert not closer.is_alive()
+        assert len(transport.delivered) == 1  # and close's flush delivered it
+
     def test_processes_share_one_file(self, db: Path) -> None:
         """Several processes on one SQLite file accept each key exactly once in total."""
         totals = _in_processes(_record_in_process, [(str(db), s) for s in range(4)])
