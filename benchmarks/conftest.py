@@ -202,6 +202,36 @@ def lab(tmp_path: Path, workload: Workload) -> Iterator[Lab]:
     lab.close_all()
 
 
+@pytest.fixture
+def pg() -> Any:
+    """psycopg, once a PostgreSQL server answers at MINLOG_TEST_POSTGRES_URL; skips
+    without one, unless MINLOG_REQUIRE_POSTGRES=1 (then fails)."""
+    url = os.environ.get("MINLOG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as e:
+        if os.environ.get("MINLOG_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required: {e}")
+        pytest.skip(f"no PostgreSQL at {url}")
+    return psycopg
+
+
+@pytest.fixture
+def save_figures(pytestconfig: pytest.Config) -> Callable[[str, dict[str, Any]], None]:
+    """``save(name, figures)``: write ``.benchmarks/minlog-<name>-<full|smoke>.json``."""
+    mode = "smoke" if _disabled(pytestconfig) else "full"
+
+    def save(name: str, figures: dict[str, Any]) -> None:
+        out = Path(".benchmarks")
+        out.mkdir(exist_ok=True)
+        (out / f"minlog-{name}-{mode}.json").write_text(json.dumps(figures, indent=2))
+
+    return save
+
+
 @pytest.fixture(scope="session")
 def primed_store(tmp_path_factory: pytest.TempPathFactory, workload: Workload) -> Path:
     """A SQLite store that has recorded the whole morning once: every event is now a

@@ -9,10 +9,10 @@ stores it in ``extra_info`` and ``.benchmarks/minlog-delivery-<mode>.json``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ def _fill(log: MinLog, n: int) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_delivery_throughput(benchmark: Any, threads: int) -> None:
+def test_delivery_throughput(benchmark: Any, threads: int,
+                             save_figures: Callable[[str, dict[str, Any]], None]) -> None:
     """Entries per second through the whole delivery path with batches of 500, with one
     delivery thread (the default) and with two (``delivery_threads=2``: one prepares and
     settles a batch while the other's request is at the receiver)."""
@@ -87,7 +88,4 @@ def test_delivery_throughput(benchmark: Any, threads: int) -> None:
     print(f"\ndelivery to FakeNSP over loopback HTTP, batches of 500, {threads} thread(s): "
           f"median {median:,.0f} "
           f"entries/s, best {best:,.0f} (goal >= 20,000)")
-    out = Path(".benchmarks")
-    out.mkdir(exist_ok=True)
-    (out / f"minlog-delivery-{threads}-{'full' if full else 'smoke'}.json").write_text(
-        json.dumps(benchmark.extra_info, indent=2))
+    save_figures(f"delivery-{threads}", benchmark.extra_info)

@@ -13,15 +13,12 @@ MINLOG_REQUIRE_POSTGRES=1.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import threading
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from minlog import Access, MemoryTransport, MinLog
 from minlog._commit import GroupCommit
@@ -74,20 +71,8 @@ def _round(events: list[Access], grouped: bool) -> float:
         log.close(timeout=0)
 
 
-@pytest.fixture
-def pg() -> None:
-    try:
-        import psycopg
-
-        with psycopg.connect(URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as e:
-        if os.environ.get("MINLOG_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required: {e}")
-        pytest.skip(f"no PostgreSQL at {URL}")
-
-
-def test_group_commit_threads(benchmark: Any, pg: None) -> None:
+def test_group_commit_threads(benchmark: Any, pg: Any,
+                               save_figures: Callable[[str, dict[str, Any]], None]) -> None:
     full = not getattr(benchmark, "disabled", True)
     n = 4_800 if full else 320
     rounds = 2 if full else 1
@@ -104,7 +89,4 @@ def test_group_commit_threads(benchmark: Any, pg: None) -> None:
     print(f"\nPostgreSQL first-of-day record() from {THREADS} threads, {n:,} events: "
           f"group commit {n / grouped:,.0f}/s, one transaction per call "
           f"{n / single:,.0f}/s, ratio {ratio:.1f}x")
-    out = Path(".benchmarks")
-    out.mkdir(exist_ok=True)
-    (out / f"minlog-group-commit-{'full' if full else 'smoke'}.json").write_text(
-        json.dumps(benchmark.extra_info, indent=2))
+    save_figures("group-commit", benchmark.extra_info)

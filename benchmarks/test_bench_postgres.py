@@ -6,15 +6,11 @@ and stored in ``extra_info``. Skips without a server unless MINLOG_REQUIRE_POSTG
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from minlog._store import Pending
 
@@ -25,20 +21,6 @@ BATCH = 1_000
 
 def _entries(n: int) -> list[Pending]:
     return [Pending(DAY, os.urandom(16), os.urandom(300)) for _ in range(n)]
-
-
-@pytest.fixture
-def pg() -> Any:
-    try:
-        import psycopg
-
-        with psycopg.connect(URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as e:
-        if os.environ.get("MINLOG_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required: {e}")
-        pytest.skip(f"no PostgreSQL at {URL}")
-    return psycopg
 
 
 def _batched(n: int) -> float:
@@ -85,7 +67,8 @@ def _best(fn: Callable[[], float], rounds: int) -> float:
     return min(fn() for _ in range(rounds))
 
 
-def test_postgres_batched_vs_per_event(benchmark: Any, pg: Any, pytestconfig: Any) -> None:
+def test_postgres_batched_vs_per_event(benchmark: Any, pg: Any, save_figures: Callable[
+        [str, dict[str, Any]], None]) -> None:
     """Batched first-of-day accept against one statement and commit per event."""
     full = not getattr(benchmark, "disabled", True)
     n = 20_000 if full else 1_000
@@ -99,7 +82,4 @@ def test_postgres_batched_vs_per_event(benchmark: Any, pg: Any, pytestconfig: An
     line = (f"\nPostgreSQL first-of-day accept, {n:,} events: batched {n / batched:,.0f}/s, "
             f"per event {n / naive:,.0f}/s, ratio {ratio:.1f}x (goal >= 20x)")
     print(line)
-    out = Path(".benchmarks")
-    out.mkdir(exist_ok=True)
-    (out / f"minlog-postgres-{'full' if full else 'smoke'}.json").write_text(
-        json.dumps(benchmark.extra_info, indent=2))
+    save_figures("postgres", benchmark.extra_info)
