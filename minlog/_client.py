@@ -239,12 +239,9 @@ class MinLog:
             self._advance(now)
             hot = self._hot
             pending: list[tuple[int, int, bytes]] = []
-            late = 0
             for i, day, key in cands:
                 if hot.contains(day, key):  # another thread won the race
                     continue
-                if hot.is_late(day):
-                    late += 1
                 pending.append((i, day, key))
             # Build everything first: a bad name or schema fault stores nothing.
             identity, encode = self._identity, _payload.encode
@@ -259,7 +256,6 @@ class MinLog:
                 plain.append((encode(a, system, key.hex(), name, role), key))
             sealed = [(day, key, blob) for (_, day, key), blob
                       in zip(pending, self._sealer.seal_many(plain), strict=True)]
-            self._counters["late"] += late
             if not sealed:
                 return
             self._accepting += 1
@@ -272,8 +268,13 @@ class MinLog:
                 self._accepting -= 1
                 if not self._accepting:
                     self._idle.notify_all()
-        for (i, _, _), new in zip(pending, answers, strict=True):
+        late = 0
+        for (i, day, _), new in zip(pending, answers, strict=True):
             results[i] = new
+            late += new and hot.is_late(day)
+        if late:
+            with self._lock:
+                self._counters["late"] += late
         if any(answers):
             self._wake_worker()
 

@@ -19,6 +19,8 @@ from ._model import Access
 __all__ = ["DEFAULT_RETENTION_DAYS", "HotSet", "KeyMaker"]
 
 DEFAULT_RETENTION_DAYS: Final = 3
+#: Late days (before the window) whose complete key sets memory may hold at once.
+LATE_DAYS_HELD: Final = 2
 
 
 class KeyMaker:
@@ -57,7 +59,7 @@ class HotSet:
     are safe against concurrent adds under the GIL.
     """
 
-    __slots__ = ("days", "retention", "sync", "today")
+    __slots__ = ("days", "late", "retention", "sync", "today")
 
     def __init__(self, today: int, retention: int = DEFAULT_RETENTION_DAYS) -> None:
         if retention < 1:
@@ -65,6 +67,8 @@ class HotSet:
         self.retention = retention
         self.today = today
         self.days: dict[int, set[bytes]] = {d: set() for d in self.window()}
+        #: The late days held in ``days`` (see `adopt`), least recently adopted first.
+        self.late: list[int] = []
         #: How far into the store's log of seen keys this set has taken in (a store's
         #: own cursor: the SQLite store uses it to learn what other processes added).
         self.sync = 0
@@ -86,13 +90,28 @@ class HotSet:
         dropped = [d for d in self.days if d not in window]
         for d in dropped:
             del self.days[d]
+        self.late = []
         for d in window:
             self.days.setdefault(d, set())
         return sorted(dropped)
 
+    def adopt(self, day: int, keys: set[bytes]) -> None:
+        """Hold ``keys``, the complete set of a late ``day`` as the store holds it, so
+        that late duplicates are answered from memory too. At most `LATE_DAYS_HELD` late
+        days are held; the least recently adopted one is let go (asked again when
+        needed). The caller keeps it complete (the store adds what it learns)."""
+        if not self.is_late(day):
+            raise ValueError("only a late day is adopted")
+        if day in self.late:
+            self.late.remove(day)
+        self.late.append(day)
+        self.days[day] = keys
+        while len(self.late) > LATE_DAYS_HELD:
+            del self.days[self.late.pop(0)]
+
     def partition(self, day: int) -> set[bytes] | None:
-        """The set for ``day``: None for a late day; created for a day ahead of today
-        (a clock just behind the caller's)."""
+        """The set for ``day``: None for a late day not adopted; created for a day ahead
+        of today (a clock just behind the caller's)."""
         part = self.days.get(day)
         if part is None and not self.is_late(day):
             part = self.days[day] = set()

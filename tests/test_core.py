@@ -83,6 +83,26 @@ class TestHotSet:
         assert hot.advance(100) == []
         assert len(hot) == 1
 
+    def test_adopted_late_days_are_few_and_go_at_midnight(self) -> None:
+        """At most two late days are held; a new day lets them all go."""
+        h = HotSet(100, retention=3)
+        for day in (90, 91, 92):
+            h.adopt(day, {bytes(16)})
+        assert h.partition(90) is None
+        assert h.partition(91) == {bytes(16)}
+        assert h.contains(92, bytes(16))
+        h.adopt(91, {bytes(16)})  # used again: now the most recent
+        h.adopt(93, set())
+        assert h.partition(92) is None
+        assert h.partition(91) is not None
+        h.advance(101)
+        assert h.partition(91) is None
+        assert h.late == []
+
+    def test_only_late_days_are_adopted(self) -> None:
+        with pytest.raises(ValueError, match="late"):
+            HotSet(100, retention=3).adopt(99, set())
+
     def test_day_ahead_gets_a_partition(self) -> None:
         """A day after today (a clock just behind the caller's) is kept too."""
         hot = HotSet(today=100)

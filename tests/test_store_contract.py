@@ -106,7 +106,29 @@ class TestMemory:
         m = self.memory()
         store.load(m)
         assert store.accept([pend(1, DAY - 7), pend(2, DAY - 7)], 2.0, m) == [False, True]
-        assert len(m) == 0
+        assert m.contains(DAY - 7, key(2)) or m.partition(DAY - 7) is None
+
+    def test_late_days_stay_exact_across_memories(self, store_target: dict[str, Any]
+                                                  ) -> None:
+        """Two processes replaying the same late day, each with the day lent to its
+        memory (SQLite), still give one True per key between them."""
+        a = open_store(store_target["target"], **store_target["store_options"])
+        b = open_store(store_target["target"], **store_target["store_options"])
+        late = DAY - 9
+        try:
+            ma, mb = self.memory(), self.memory()
+            a.load(ma)
+            b.load(mb)
+            assert a.accept([pend(1, late)], 1.0, ma) == [True]
+            assert b.accept([pend(2, late)], 1.0, mb) == [True]  # b reads the day: has 1
+            assert a.accept([pend(2, late), pend(3, late)], 2.0, ma) == [False, True]
+            assert b.accept([pend(3, late), pend(1, late)], 2.0, mb) == [False, False]
+            for m in (ma, mb):  # whatever memory holds of the day is what the store holds
+                part = m.partition(late)
+                assert part is None or part == {key(1), key(2), key(3)}
+        finally:
+            a.close()
+            b.close()
 
 
 class TestPersistence:

@@ -286,6 +286,10 @@ class SQLiteStore:
                     known = on_disk.get(day)
                     if known is None:
                         known = on_disk[day] = self._day_keys(conn, day)
+                        if memory is not None:
+                            # Complete as of memory's cursor (caught up above): memory
+                            # may hold it, and answers the day's repeats from now on.
+                            memory.adopt(day, known)
                 pair = (day, key)
                 if key in known or pair in taken:
                     result.append(False)
