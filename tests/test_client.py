@@ -374,7 +374,7 @@ def _record_in_process(db: str, seed: int, queue: multiprocessing.Queue[int]) ->
 
 
 def _record_shuffled(db: str, seed: int, start: Any, queue: multiprocessing.Queue[int]) -> None:
-    """Record every (employee, citizen) pair of two days, in an order and in batch sizes
+    """Record every (employee, citizen) pair of three days (one late), in an order and in batch sizes
     of this process's own, starting together with the others."""
     import random
 
@@ -383,7 +383,7 @@ def _record_shuffled(db: str, seed: int, start: Any, queue: multiprocessing.Queu
     emps = [Employee(f"0101{50 + i:02d}1234", name=f"E {i}") for i in range(40)]
     citizens = [f"{d:02d}0{m}{40 + d:02d}4321" for d in range(1, 26) for m in (1, 2, 3)]
     events = [Access(c, e, ORG, "Opslag", at) for e in emps for c in citizens
-              for at in (now, now - dt.timedelta(days=1))]
+              for at in (now, now - dt.timedelta(days=1), now - dt.timedelta(days=6))]
     rng.shuffle(events)
     events += events[: len(events) // 3]  # repeats, some within one call
     log = MinLog.open(db, transport=MemoryTransport(), system_name="Cura", key=KEY,
@@ -512,12 +512,12 @@ class TestConcurrency:
 
 
     def test_processes_with_their_own_memories_agree(self, db: Path) -> None:
-        """Four processes recording the same 6,000 keys in their own orders and batch
+        """Four processes recording the same 9,000 keys in their own orders and batch
         sizes, all at once, accept each key exactly once between them; the outbox holds
         each key once."""
         start = multiprocessing.get_context("spawn").Barrier(4)
         totals = _in_processes(_record_shuffled, [(str(db), s, start) for s in range(4)])
-        keys = 40 * 75 * 2
+        keys = 40 * 75 * 3  # today, yesterday, and a late day (before the window)
         assert sum(totals) == keys
         assert all(0 < t < keys for t in totals)  # they really interleaved
         assert outbox_rows(db) == keys
