@@ -374,8 +374,8 @@ def _record_in_process(db: str, seed: int, queue: multiprocessing.Queue[int]) ->
 
 
 def _record_shuffled(db: str, seed: int, start: Any, queue: multiprocessing.Queue[int]) -> None:
-    """Record every (employee, citizen) pair of three days (one late), in an order and in batch sizes
-    of this process's own, starting together with the others."""
+    """Record every (employee, citizen) pair of three days (one late), in an order and
+    in batch sizes of this process's own, starting together with the others."""
     import random
 
     rng = random.Random(seed)
