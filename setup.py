@@ -26,6 +26,7 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[Extension("minlog._speedups", ["minlog/_speedups.c", "minlog/_blake2b.c"],
-                           depends=["minlog/_blake2b.h"], optional=not REQUIRED)],
+                           depends=["minlog/_blake2b.h", "minlog/_speedups_days.h",
+                                    "minlog/_speedups_slots.h"], optional=not REQUIRED)],
     cmdclass={"build_ext": OptionalBuildExt},
 )
