@@ -36,7 +36,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -54,41 +54,13 @@ from ._packed import (
     is_set,
     pack,
 )
+from ._sqlite_schema import SCHEMA_VERSION, migrate
 
 __all__ = ["SCHEMA_VERSION", "SEGMENT_LIMIT", "SQLiteStore"]
 
-SCHEMA_VERSION: Final = 1
 _T = TypeVar("_T")
 
 
-def _migrate_1(db: sqlite_utils.Database) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "day INTEGER NOT NULL, keys BLOB NOT NULL)")
-    db.execute("CREATE INDEX IF NOT EXISTS seen_day ON seen (day)")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "n INTEGER NOT NULL, settled INTEGER NOT NULL, keys BLOB NOT NULL, "
-        "sizes BLOB NOT NULL, payloads BLOB NOT NULL, done BLOB, state INTEGER NOT NULL, "
-        "attempts INTEGER NOT NULL, due REAL NOT NULL, accepted_at REAL NOT NULL, "
-        "owner TEXT)")
-    db.execute("CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due, id)")
-    db.table("dead").create(
-        {"id": int, "key": bytes, "payload": bytes, "attempts": int, "code": str,
-         "text": str, "died_at": float, "accepted_at": float},
-        pk="id", not_null={"key", "payload", "attempts", "code", "text", "died_at"},
-        if_not_exists=True,
-    )
-    db.table("aliases").create(
-        {"scope": str, "code": str, "subject": bytes, "sealed": bytes},
-        pk=("scope", "code"), not_null={"subject", "sealed"}, if_not_exists=True,
-    )
-    db.table("aliases").create_index(
-        ["scope", "subject"], index_name="aliases_subject", unique=True, if_not_exists=True
-    )
-
-
-_MIGRATIONS: Final[dict[int, Callable[[sqlite_utils.Database], None]]] = {1: _migrate_1}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -175,22 +147,8 @@ class SQLiteStore:
                 raise StoreError(f"SQLite store: {e}") from e
 
     def _migrate(self) -> None:
-        db = sqlite_utils.Database(self._conn)
         with self._tx():
-            db.execute("CREATE TABLE IF NOT EXISTS _meta (name TEXT PRIMARY KEY, value INTEGER)")
-            row = db.execute("SELECT value FROM _meta WHERE name = 'schema_version'").fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"{self.path} has schema version {current}; this minlog knows up to "
-                    f"{SCHEMA_VERSION}: upgrade minlog"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                _MIGRATIONS[version](db)
-            db.execute(
-                "INSERT OR REPLACE INTO _meta (name, value) VALUES ('schema_version', ?)",
-                [SCHEMA_VERSION],
-            )
+            migrate(sqlite_utils.Database(self._conn), str(self.path))
 
     def _release_orphans(self) -> None:
         """Return segments leased by processes of this host that are gone to pending."""
