@@ -96,10 +96,12 @@ class HotSet:
         return sorted(dropped)
 
     def adopt(self, day: int, keys: set[bytes]) -> None:
-        """Hold ``keys``, the complete set of a late ``day`` as the store holds it, so
-        that late duplicates are answered from memory too. At most `LATE_DAYS_HELD` late
-        days are held; the least recently adopted one is let go (asked again when
-        needed). The caller keeps it complete (the store adds what it learns)."""
+        """Hold ``keys``, keys of a late ``day`` that the store holds, so that late
+        duplicates are answered from memory too. At most `LATE_DAYS_HELD` late days are
+        held; the least recently adopted one is let go (asked again when needed). The
+        SQLite store lends the day's complete set and keeps it complete (memory decides
+        there, under the write lock); the PostgreSQL store lends what it holds when
+        asked (the database decides; memory only answers repeats)."""
         if not self.is_late(day):
             raise ValueError("only a late day is adopted")
         if day in self.late:

@@ -86,7 +86,10 @@ class Store(Protocol):
         ``entries`` count once (the first). When this returns, the result is committed,
         and every entry's key whose day ``memory`` holds is in ``memory`` (the keys other
         processes added may be put there too). ``memory`` is the caller's in-memory
-        seen-set, filled by `load`; without one the store answers from disk alone.
+        seen-set, filled by `load`; without one the store answers from disk alone. A
+        store may lend ``memory`` what it holds of a late day (`HotSet.adopt`), so that
+        the day's repeats are answered from memory: every key memory holds must be one
+        the store holds (memory may answer "seen", never "new").
         """
         ...
 

@@ -325,6 +325,9 @@ class PostgresStore:
             else:
                 result.append(False)
         if memory is not None:  # committed: new or not, every key is now known
+            for day in day_set:
+                if memory.partition(day) is None:  # a late day: lend memory what we hold
+                    memory.adopt(day, self.seen(day))
             for day, key in zip(days, keys, strict=True):
                 part = memory.partition(day)
                 if part is not None:
