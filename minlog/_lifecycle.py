@@ -14,7 +14,18 @@ import os
 import weakref
 from typing import Protocol
 
-__all__ = ["Managed", "forget", "register"]
+__all__ = ["Managed", "abandon", "forget", "register"]
+
+#: What children inherited and must neither use nor let go (see `abandon`).
+_abandoned: list[object] = []
+
+
+def abandon(inherited: object) -> None:
+    """Keep ``inherited`` (a connection, pool or HTTP client the parent still uses) alive
+    in this forked child for good. Letting it be collected would close it from here: a
+    PostgreSQL connection would say goodbye to the server on the parent's session, a
+    SQLite connection would run its closing steps on the parent's files."""
+    _abandoned.append(inherited)
 
 
 class Managed(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
@@ -51,7 +52,7 @@ def db(tmp_path: Path) -> Path:
 
 def outbox_rows(db: Path) -> int:
     """Outbox entries not yet settled, read straight from the file."""
-    with sqlite3.connect(db) as c:
+    with contextlib.closing(sqlite3.connect(db)) as c:
         return int(c.execute("SELECT COALESCE(SUM(n - settled), 0) FROM outbox").fetchone()[0])
 
 
@@ -527,15 +528,22 @@ class TestConcurrency:
 class TestForkAndExit:
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
     def test_forked_child_gets_its_own_connection(self, db: Path) -> None:
-        """A child forked after open records and flushes on fresh connections."""
+        """A child forked after open records and flushes on fresh connections, and keeps
+        the parent's connection without closing it."""
         t = MemoryTransport()
         log = open_log(db, t, start_worker=True, poll=0.05)
         log.record(access())
+        inherited = log.store._conn  # type: ignore[attr-defined]
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
-                ok = log.record(access(employee=LARS)) and not log.record(access())
+                from minlog import _lifecycle
+
+                # The parent's connection is kept, untouched (never closed from here).
+                kept = any(o is inherited for o in _lifecycle._abandoned)
+                ok = kept and log.store._conn is not inherited  # type: ignore[attr-defined]
+                ok = ok and log.record(access(employee=LARS)) and not log.record(access())
                 code = 0 if ok and log.flush(timeout=10) else 3
             finally:
                 os._exit(code)
@@ -634,7 +642,7 @@ class TestKeyConsistency:
             assert log.record_many([utc]) == [True]
             assert log.record(access()) is False  # fast path, Copenhagen time
             assert log.record(utc) is False  # fast path, UTC
-            with sqlite3.connect(db) as c:
+            with contextlib.closing(sqlite3.connect(db)) as c:
                 blobs = [bytes(b) for (b,) in c.execute("SELECT keys FROM outbox")]
             stored = {b[i : i + 16] for b in blobs for i in range(0, len(b), 16)}
         maker = KeyMaker(Keys(KEY).dedup)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,11 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
     s = SQLiteStore(tmp_path / "m.sqlite")
     s.accept([Pending(1, n.to_bytes(16, "big"), payload(n)) for n in range(10)], 1000.0)
-    return s
+    yield s
+    s.close()
 
 
 def deliverer(store: SQLiteStore, transport: object, clock: Clock, **kw: object) -> Deliverer:
@@ -126,10 +127,13 @@ class TestDeliverer:
         """A payload that cannot be opened is kept as a dead letter, never dropped."""
         s = SQLiteStore(tmp_path / "u.sqlite")
         s.accept([Pending(1, b"k" * 16, b"not json"), Pending(1, b"j" * 16, payload(1))], 1.0)
-        d = deliverer(s, MemoryTransport(), Clock())
-        result = d.step()
-        assert (result.acked, result.dead) == (1, 1)
-        assert s.dead_letters()[0].code == UNREADABLE
+        try:
+            d = deliverer(s, MemoryTransport(), Clock())
+            result = d.step()
+            assert (result.acked, result.dead) == (1, 1)
+            assert s.dead_letters()[0].code == UNREADABLE
+        finally:
+            s.close()
 
 
 class TestWorker:

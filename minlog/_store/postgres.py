@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
+from .. import _lifecycle
 from .._dedup import HotSet
 from .._errors import ConfigurationError, StoreError
 from ._base import DeadLetter, OutboxEntry, StoreCounts
@@ -118,6 +119,7 @@ class PostgresStore:
         """In a forked child: a fresh pool (the parent's connections are never touched)."""
         self._lock = threading.Lock()
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
+        _lifecycle.abandon(self._pool)
         self._pool = self._make_pool()
 
     # ------------------------------------------------------------------ plumbing

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from .. import _lifecycle
 from .._dedup import HotSet
 from .._errors import ConfigurationError, StoreError
 from ._base import DeadLetter, OutboxEntry, StoreCounts
@@ -175,6 +176,7 @@ class SQLiteStore:
         cross a fork; closing it here could disturb the parent) and open a fresh one."""
         self._lock = threading.RLock()
         self._owner = f"{os.getpid()}"
+        _lifecycle.abandon(self._conn)
         try:
             self._conn = self._connect()
         except sqlite3.Error as e:

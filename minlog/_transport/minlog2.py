@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.hazmat.primitives import serialization
 
-from .. import _dgws, _wire
+from .. import _dgws, _lifecycle, _wire
 from .._errors import ConfigurationError, DeliveryError, TransientDeliveryError
 from .._model import Registration
 from ._base import BatchResult
@@ -129,6 +129,7 @@ class Minlog2Transport:
 
     def after_fork(self) -> None:
         """In a forked child: a fresh connection pool (never the parent's sockets)."""
+        _lifecycle.abandon(self._client)
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ the card
