@@ -390,56 +390,43 @@ speedups_scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *tz = PyDateTime_DATE_GET_TZINFO(at);
         int64_t wall_days;
         int64_t wall_us = wall_microseconds(at, &wall_days);
-        int64_t day;
-        double ts;
+        int64_t day = 0;
+        double ts = 0.0;
+        int ask_python = 0; /* the instant only at.timestamp() gives exactly */
         if (tz == copenhagen) {
             /* The wall date is the day. The instant is needed only for the future check:
                exact from the cached span's offset when far from its ends. */
             day = wall_days + EPOCH_ORDINAL;
             ts = (double)(wall_us - span.off * 1000000) / 1e6;
-            if (!(span.lo + SAFE_MARGIN <= ts && ts + SAFE_MARGIN < span.hi)) {
-                rc = call_timestamp(at, &ts);
-                scan_forget_day(&s);
-                if (rc) {
-                    goto callback_failed;
-                }
-                if (ts > horizon) {
-                    goto refuse;
-                }
-                if (!(span.lo <= ts && ts < span.hi)) { /* warm the span for what follows */
-                    if ((rc = call_span(days, ts, &span)) != 0) {
-                        goto callback_failed;
-                    }
-                }
-            }
-            else if (ts > horizon) {
-                goto refuse;
-            }
+            ask_python = !(span.lo + SAFE_MARGIN <= ts && ts + SAFE_MARGIN < span.hi);
+        }
+        else if (tz == utc) {
+            ts = (double)wall_us / 1e6;
+        }
+        else if (tz == Py_None) {
+            goto unusual;
         }
         else {
-            if (tz == utc) {
-                ts = (double)wall_us / 1e6;
+            ask_python = 1;
+        }
+        if (ask_python) {
+            rc = call_timestamp(at, &ts);
+            scan_forget_day(&s); /* Python code ran: the cached seen-set may be stale */
+            if (rc) {
+                goto callback_failed;
             }
-            else if (tz == Py_None) {
-                goto unusual;
+        }
+        if (ts > horizon) {
+            goto refuse;
+        }
+        if (!(span.lo <= ts && ts < span.hi)) { /* (for Copenhagen: warm it for the next) */
+            rc = call_span(days, ts, &span);
+            scan_forget_day(&s);
+            if (rc) {
+                goto callback_failed;
             }
-            else {
-                rc = call_timestamp(at, &ts);
-                scan_forget_day(&s);
-                if (rc) {
-                    goto callback_failed;
-                }
-            }
-            if (ts > horizon) {
-                goto refuse;
-            }
-            if (!(span.lo <= ts && ts < span.hi)) {
-                rc = call_span(days, ts, &span);
-                scan_forget_day(&s);
-                if (rc) {
-                    goto callback_failed;
-                }
-            }
+        }
+        if (tz != copenhagen) {
             day = floor_day(ts + span.off_d) + EPOCH_ORDINAL;
         }
         Py_CLEAR(at);
