@@ -18,8 +18,8 @@ refuses a payload whose field count is wrong.
 The form is built straight from a validated `Access` (only the identity fields are
 checked, by the identity policy), which makes accepting a first-of-day access far cheaper
 than building and validating a `Registration` or writing JSON; decoding yields a
-`Registration` without
-re-validation, since payloads are sealed (authenticated) by this library. A test holds
+`Registration` without re-validation, since payloads are sealed (authenticated) by this
+library. A test holds
 ``decode(encode(a))`` equal to the validated `MinLog.registration_for(a)`.
 """
 

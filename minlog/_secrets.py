@@ -122,12 +122,7 @@ class Sealer:
         self._pid = os.getpid()
 
     def seal(self, data: bytes, aad: bytes = b"") -> bytes:
-        n = next(self._counter)
-        if n >= 0xFFFFFFFF or self._pid != os.getpid():
-            self._renew()
-            n = next(self._counter)
-        nonce = self._prefix + n.to_bytes(4, "big")
-        return _VERSION + nonce + self._aead.encrypt(nonce, data, aad)
+        return self.seal_many([(data, aad)])[0]
 
     def seal_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
         """`seal` for each ``(data, aad)``: the same result, less overhead per item."""

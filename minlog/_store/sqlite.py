@@ -117,15 +117,14 @@ class SQLiteStore:
     # ------------------------------------------------------------------ plumbing
 
     @contextlib.contextmanager
-    def _tx(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """One transaction (``BEGIN IMMEDIATE``: the write lock up front); any error rolls
-        back and becomes `StoreError`."""
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; any error rolls back and becomes `StoreError`."""
         with self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
             conn = self._conn
             try:
-                conn.execute(begin)
+                conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
                 raise StoreError(f"cannot start a transaction: {e}") from e
             try:
@@ -202,11 +201,7 @@ class SQLiteStore:
             return top, rows
 
         top, rows = self._read(read)
-        for day, blob in rows:
-            part = memory.partition(day)
-            if part is not None:
-                part.update(block_keys(blob))
-        memory.sync = top
+        self._take_in(memory, rows, top)
 
     def _catch_up(self, conn: sqlite3.Connection, memory: HotSet) -> None:
         """Take in the key blocks other processes appended since ``memory.sync``."""
@@ -214,8 +209,13 @@ class SQLiteStore:
         if top == memory.sync:
             return
         since = memory.sync if top > memory.sync else 0  # 0: the file was replaced
-        for day, blob in conn.execute("SELECT day, keys FROM seen WHERE seq > ? AND seq <= ?",
-                                      [since, top]):
+        self._take_in(memory, conn.execute(
+            "SELECT day, keys FROM seen WHERE seq > ? AND seq <= ?", [since, top]), top)
+
+    @staticmethod
+    def _take_in(memory: HotSet, blocks: Iterable[tuple[int, bytes]], top: int) -> None:
+        """Put the ``(day, keys)`` blocks up to ``top`` into the days ``memory`` holds."""
+        for day, blob in blocks:
             part = memory.partition(day)
             if part is not None:
                 part.update(block_keys(blob))
