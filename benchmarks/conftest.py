@@ -1,6 +1,6 @@
 """Fixtures and the end-of-session summary for minlog's benchmarks (see README.md).
 
-* ``workload``: the morning peak (`minlog._workload.MorningPeak`) scaled by
+* ``workload``: the morning peak (`minlog.testing.workload.MorningPeak`) scaled by
   ``MINLOG_BENCH_SCALE``, its events built before any timing (building `Access` objects is
   the audit hook's cost, not ours), in Copenhagen time as an EOJ gives them and as UTC.
 * ``lab``: opens fresh `MinLog` instances on temporary SQLite files (``MemoryTransport``,
@@ -32,7 +32,7 @@ import pytest
 
 import minlog
 from minlog import Access, MemoryTransport, MinLog
-from minlog._workload import MorningPeak
+from minlog.testing.workload import MorningPeak
 
 FULL_SCALE = 8.0  # ~306k events, 38.4k first-of-day
 SMOKE_SCALE = 0.25  # ~9.4k events: the CI smoke run (--benchmark-disable)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from minlog import Access, MinLog
-from minlog._days import COPENHAGEN
+from minlog.core.days import COPENHAGEN
 
 ARRIVAL_BATCH = 1_000  # keep in step with conftest.ARRIVAL_BATCH
 NAIVE = "morning peak: naive baseline, one commit per event"  # conftest.NAIVE

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from minlog import Access, Employee, MinLog, Organisation
-from minlog._transport import Minlog2Transport
+from minlog.minlog2 import Minlog2Transport
 from minlog.testing import FakeNSP, make_test_certificate
 
 CVR = "12345678"

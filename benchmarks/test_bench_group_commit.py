@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from minlog import Access, MemoryTransport, MinLog
-from minlog._commit import GroupCommit
-from minlog._days import COPENHAGEN
-from minlog._workload import MorningPeak
+from minlog.client.commit import GroupCommit
+from minlog.core.days import COPENHAGEN
+from minlog.testing.workload import MorningPeak
 
 URL = os.environ.get("MINLOG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 THREADS = 16

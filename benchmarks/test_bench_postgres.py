@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from minlog._store import Pending
+from minlog.store import Pending
 
 URL = os.environ.get("MINLOG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DAY = 740_000
@@ -24,7 +24,7 @@ def _entries(n: int) -> list[Pending]:
 
 
 def _batched(n: int) -> float:
-    from minlog._store.postgres import PostgresStore
+    from minlog.store.postgres import PostgresStore
 
     store = PostgresStore(URL, schema=f"b_{uuid.uuid4().hex[:10]}")
     entries = _entries(n)

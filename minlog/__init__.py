@@ -10,10 +10,10 @@
 See the README and ``docs/`` for the concepts, identity policies, operations and security.
 """
 
-from ._client import DeadLetterInfo, MinLog, Stats
-from ._delivery import RateLimit, RetryPolicy
-from ._dgws import SystemCredentials, load_pkcs12
-from ._errors import (
+from minlog.client.facade import DeadLetterInfo, MinLog, Stats
+from minlog.core.model import Access, Employee, OnBehalfOf, Organisation, Registration
+from minlog.delivery.deliverer import RateLimit, RetryPolicy
+from minlog.errors import (
     ConfigurationError,
     DeliveryError,
     MinlogError,
@@ -22,17 +22,17 @@ from ._errors import (
     TransientDeliveryError,
     ValidationError,
 )
-from ._identity import (
+from minlog.identity.policy import (
     AlternativeId,
     FullName,
     IdentityFormatter,
     IdentityPolicy,
     Initials,
 )
-from ._model import Access, Employee, OnBehalfOf, Organisation, Registration
-from ._store import Store
-from ._store.sqlite import SQLiteStore
-from ._transport import BatchResult, EntryFailure, MemoryTransport, Minlog2Transport, Transport
+from minlog.minlog2 import BatchResult, EntryFailure, MemoryTransport, Minlog2Transport, Transport
+from minlog.minlog2.idcard import SystemCredentials, load_pkcs12
+from minlog.store import Store
+from minlog.store.sqlite import SQLiteStore
 
 __version__ = "0.1.0"
 

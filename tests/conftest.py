@@ -73,7 +73,7 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dic
 @pytest.fixture
 def store(store_target: dict[str, Any]) -> Iterator[Any]:
     """An open store of each kind (SQLite file; PostgreSQL schema)."""
-    from minlog._store import open_store
+    from minlog.store import open_store
 
     s = open_store(store_target["target"], **store_target["store_options"])
     yield s

@@ -12,7 +12,7 @@ import pytest
 
 import minlog
 import minlog.testing
-from minlog import cli
+from minlog.cli import main as cli
 
 DOCUMENTED = [
     "Access", "AlternativeId", "BatchResult", "ConfigurationError", "DeadLetterInfo",
@@ -77,8 +77,8 @@ class TestCli:
             assert "usage:" in capsys.readouterr().out
 
     def test_the_command_runs(self) -> None:
-        """`python -m minlog.cli --help` works as a process."""
-        done = subprocess.run([sys.executable, "-m", "minlog.cli", "--help"],
+        """`python -m minlog.cli.main --help` works as a process."""
+        done = subprocess.run([sys.executable, "-m", "minlog", "--help"],
                               capture_output=True, text=True, check=True)
         assert "usage:" in done.stdout
 
@@ -146,7 +146,7 @@ class TestDrain:
     ])
     def test_bad_config_names_the_key(self, tmp_path: Path, toml: str, says: str) -> None:
         """Each mistake in the transport config is a ConfigurationError naming the key."""
-        from minlog._config import transport_from_toml
+        from minlog.config import transport_from_toml
 
         (tmp_path / "c.toml").write_text(toml)
         with pytest.raises(minlog.ConfigurationError, match=re.escape(says)):

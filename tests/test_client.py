@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import minlog
 from minlog import Access, Employee, MemoryTransport, MinLog, Organisation, ValidationError
-from minlog._days import COPENHAGEN, copenhagen_day
+from minlog.core.days import COPENHAGEN, copenhagen_day
 
 KEY = bytes(range(32))
 ORG = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
@@ -447,7 +447,7 @@ class TestConcurrency:
     def test_concurrent_first_of_day_calls_share_transactions(self, db: Path) -> None:
         """While one first-of-day commit runs, other threads' first-of-day logs wait and
         go into the next transaction together (group commit); every answer is right."""
-        from minlog._store.sqlite import SQLiteStore
+        from minlog.store.sqlite import SQLiteStore
 
         class SlowStore(SQLiteStore):
             def accept(self, entries: Any, now: float, memory: Any = None) -> list[bool]:
@@ -477,7 +477,7 @@ class TestConcurrency:
     def test_close_waits_for_a_transaction_in_progress(self, db: Path) -> None:
         """close() does not close the store under a record() that is committing: it
         waits, the call returns True, and close's final flush delivers that log too."""
-        from minlog._store.sqlite import SQLiteStore
+        from minlog.store.sqlite import SQLiteStore
 
         entered, release = threading.Event(), threading.Event()
 
@@ -538,7 +538,7 @@ class TestForkAndExit:
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
-                from minlog import _lifecycle
+                from minlog.client import lifecycle as _lifecycle
 
                 # The parent's connection is kept, untouched (never closed from here).
                 kept = any(o is inherited for o in _lifecycle._abandoned)
@@ -587,7 +587,7 @@ class TestRegistrationPayload:
         on_behalf: bool, filters: list[str],
     ) -> None:
         """What the outbox holds is exactly `registration_for(access)`, field for field."""
-        from minlog import _payload
+        from minlog.core import payload as _payload
 
         try:
             a = Access(CITIZENS[0], Employee("0101701234", name=name, role="Læge"), ORG,
@@ -633,8 +633,8 @@ class TestFilesAtRest:
 class TestKeyConsistency:
     def test_every_path_computes_the_keymaker_key(self, db: Path) -> None:
         """record's fast path, record_many and KeyMaker agree on the stored dedup key."""
-        from minlog._dedup import KeyMaker
-        from minlog._secrets import Keys
+        from minlog.core.keys import KeyMaker
+        from minlog.core.secrets import Keys
 
         utc = access(citizen=CITIZENS[1], at=NOW.astimezone(dt.UTC))
         with open_log(db) as log:

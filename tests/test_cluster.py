@@ -23,7 +23,7 @@ from minlog import (
     Organisation,
     Registration,
 )
-from minlog._days import COPENHAGEN
+from minlog.core.days import COPENHAGEN
 
 KEY = bytes(range(32))
 ORG = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
@@ -80,7 +80,7 @@ class TestFacadeOnBothStores:
         today and the days ahead, so nobody waits for one at midnight."""
         from conftest import POSTGRES_URL
 
-        from minlog._days import copenhagen_day
+        from minlog.core.days import copenhagen_day
 
         clock = NOW.timestamp() + 1
         target = {"target": POSTGRES_URL, "store_options": {"schema": pg_schema}}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from minlog import StoreError
-from minlog._commit import Entry, GroupCommit
-from minlog._dedup import HotSet
-from minlog._store.sqlite import SQLiteStore
+from minlog.client.commit import Entry, GroupCommit
+from minlog.core.keys import HotSet
+from minlog.store.sqlite import SQLiteStore
 
 DAY = 740_000
 

@@ -19,8 +19,8 @@ from minlog import (
     RetryPolicy,
     StoreError,
 )
-from minlog._dedup import HotSet, KeyMaker
-from minlog._secrets import Sealer, load_or_create_key
+from minlog.core.keys import HotSet, KeyMaker
+from minlog.core.secrets import Sealer, load_or_create_key
 
 AT = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 ORG = Organisation("380000000000001")

@@ -8,7 +8,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minlog._days import COPENHAGEN, CopenhagenDays, copenhagen_day
+from minlog.core.days import COPENHAGEN, CopenhagenDays, copenhagen_day
 
 START = dt.datetime(2015, 1, 1, tzinfo=dt.UTC).timestamp()
 END = dt.datetime(2060, 1, 1, tzinfo=dt.UTC).timestamp()

@@ -17,9 +17,9 @@ from minlog import (
     RetryPolicy,
     TransientDeliveryError,
 )
-from minlog._delivery import UNREADABLE, Deliverer, Worker
-from minlog._store import OutboxEntry, Pending
-from minlog._store.sqlite import SQLiteStore
+from minlog.delivery.deliverer import UNREADABLE, Deliverer, Worker
+from minlog.store import OutboxEntry, Pending
+from minlog.store.sqlite import SQLiteStore
 
 BASE = {"system_name": "Cura", "activity": "Opslag", "person_identifier": "0202802345",
         "user_person_identifier": "0101701234", "date_time": "2026-11-24T08:00:00+00:00"}

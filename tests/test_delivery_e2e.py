@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from minlog import Access, Employee, MinLog, Organisation, RetryPolicy
-from minlog._transport import Minlog2Transport
+from minlog.minlog2 import Minlog2Transport
 from minlog.testing import FakeNSP, Fault, make_test_certificate
 
 CVR = "12345678"

@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from minlog import ConfigurationError, _dgws
+from minlog import ConfigurationError
+from minlog.minlog2 import idcard as _dgws
 from minlog.testing import issue_card, make_test_certificate, make_test_federation
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
@@ -156,7 +157,7 @@ class TestSts:
 
     def test_fault_answer_is_card_rejected(self) -> None:
         """An STS fault becomes CardRejected with its text."""
-        from minlog import _wire
+        from minlog.minlog2 import wire as _wire
         with pytest.raises(_dgws.CardRejected, match="expired"):
             _dgws.parse_security_token_response(_wire.encode_fault("wst:Fail", "expired"))
 

@@ -24,8 +24,8 @@ from minlog import (
     Organisation,
     ValidationError,
 )
-from minlog._days import COPENHAGEN
-from minlog._identity import (
+from minlog.core.days import COPENHAGEN
+from minlog.identity.policy import (
     ALPHABET,
     AlternativeId,
     FullName,
@@ -312,7 +312,7 @@ class TestPolicy:
 RESOLVE_SCRIPT = """
 import datetime as dt, sys
 from minlog import Access, Employee, MemoryTransport, MinLog, Organisation
-from minlog._identity import AlternativeId, IdentityPolicy
+from minlog.identity.policy import AlternativeId, IdentityPolicy
 secret = sys.argv[2].encode()
 t = MemoryTransport()
 with MinLog.open(sys.argv[1], transport=t, system_name="Cura", key=bytes(range(32)),
@@ -349,7 +349,7 @@ class TestRegistryInTheStore:
             assert log.resolve(NORD, "Medarbejder 0000-0000") is None
         (tmp_path / "k").write_text(KEY.hex())
         out = subprocess.run(
-            [sys.executable, "-m", "minlog.cli", "resolve", str(db), "--key", str(tmp_path / "k"),
+            [sys.executable, "-m", "minlog", "resolve", str(db), "--key", str(tmp_path / "k"),
              "--organisation", NORD.id, name],
             capture_output=True, text=True, check=True).stdout
         assert out.strip() == e.id

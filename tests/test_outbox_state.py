@@ -22,9 +22,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from minlog._store import OutboxEntry, Store, open_store
-from minlog._store._packed import SEGMENT_COLUMNS, Segment
-from minlog._store.sqlite import SQLiteStore
+from minlog.store import OutboxEntry, Store, open_store
+from minlog.store.packed import SEGMENT_COLUMNS, Segment
+from minlog.store.sqlite import SQLiteStore
 
 DAY = 740_000
 KEYS = 24

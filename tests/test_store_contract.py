@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from minlog._dedup import HotSet
-from minlog._store import Pending, Store, open_store
+from minlog.core.keys import HotSet
+from minlog.store import Pending, Store, open_store
 
 DAY = 740_000
 
@@ -276,7 +276,7 @@ def test_postgres_schema_name_is_checked(bad: str) -> None:
     """A schema name that is not a plain identifier is a ConfigurationError."""
     pytest.importorskip("psycopg")
     from minlog import ConfigurationError
-    from minlog._store.postgres import PostgresStore
+    from minlog.store.postgres import PostgresStore
 
     with pytest.raises(ConfigurationError):
         PostgresStore("postgresql://nowhere.invalid/x", schema=bad)
@@ -364,7 +364,7 @@ class TestSQLiteSegments:
     def test_segments_are_capped_and_claims_split_them(self, tmp_path: Any) -> None:
         """A batch becomes segments of at most segment_size entries; a claim that needs
         only part of one splits it, and the rest stays claimable by others."""
-        from minlog._store.sqlite import SQLiteStore
+        from minlog.store.sqlite import SQLiteStore
 
         s = SQLiteStore(tmp_path / "seg.sqlite", segment_size=4)
         try:
@@ -391,7 +391,7 @@ class TestSQLiteSegments:
         """A slow worker's lease runs out and another claim splits its segment: the slow
         worker's ack and bury still reach exactly the entries it was given, and nothing
         is lost (moved entries are delivered again at most)."""
-        from minlog._store.sqlite import SQLiteStore
+        from minlog.store.sqlite import SQLiteStore
 
         s = SQLiteStore(tmp_path / "split.sqlite", segment_size=4)
         try:
@@ -411,7 +411,7 @@ class TestSQLiteSegments:
 
     def test_one_key_block_per_day_of_a_batch(self, tmp_path: Any) -> None:
         """The seen-set grows by one row per day of an accepted batch, not one per key."""
-        from minlog._store.sqlite import SQLiteStore
+        from minlog.store.sqlite import SQLiteStore
 
         s = SQLiteStore(tmp_path / "blocks.sqlite")
         try:

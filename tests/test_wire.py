@@ -14,8 +14,8 @@ from minlog import (
     Registration,
     TransientDeliveryError,
     ValidationError,
-    _wire,
 )
+from minlog.minlog2 import wire as _wire
 
 reg = registration
 

@@ -2,8 +2,13 @@
 injection) and test certificates. For tests, demos and vendors' own integration tests;
 never for production."""
 
-from ._certs import TestFederation, issue_card, make_test_certificate, make_test_federation
-from ._fakensp import FakeNSP, Fault
+from minlog.testing.certs import (
+    TestFederation,
+    issue_card,
+    make_test_certificate,
+    make_test_federation,
+)
+from minlog.testing.fakensp import FakeNSP, Fault
 
 __all__ = [
     "FakeNSP",

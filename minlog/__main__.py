@@ -1,0 +1,5 @@
+"""``python -m minlog``: the ``minlog`` command."""
+
+from minlog.cli.main import main
+
+raise SystemExit(main())

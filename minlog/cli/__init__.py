@@ -1,0 +1,1 @@
+"""The ``minlog`` command line: `minlog.cli.main` parses and dispatches."""

@@ -1,0 +1,39 @@
+"""What `MinLog.stats` and `MinLog.dead_letters` report."""
+
+from __future__ import annotations
+
+import attrs
+
+from minlog.core.model import Registration
+
+__all__ = ["DeadLetterInfo", "Stats"]
+
+
+@attrs.frozen(slots=True)
+class Stats:
+    """A snapshot of one `MinLog` (counters since it was opened) and of the shared outbox."""
+
+    recorded: int
+    first_of_day: int
+    duplicates: int
+    late: int
+    delivered: int
+    pending: int
+    in_flight: int
+    dead: int
+    oldest_pending_age: float | None
+    drain_seconds: float | None
+    hot_keys: int
+    last_error: str | None
+
+
+@attrs.frozen(slots=True)
+class DeadLetterInfo:
+    """A dead letter with its registration opened (None when it cannot be opened)."""
+
+    id: int
+    code: str
+    text: str
+    attempts: int
+    died_at: float
+    registration: Registration | None

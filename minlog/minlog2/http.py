@@ -1,0 +1,187 @@
+"""`Minlog2Transport`: ``AddRegistrations`` over HTTPS (httpx) with a DGWS system ID card.
+
+Each `send` is one SOAP call: the batch as a ``RegistrationRequest``, the header with
+``wsse:Security`` (timestamp + the STS-issued card) and ``medcom:Header``. The card is
+fetched from the SOSI STS with the organisation's signed system card and reused until
+shortly before it expires; a card the service refuses is dropped and fetched anew.
+
+TLS verification is always on (a custom CA bundle may be given; plain ``http://`` is only
+accepted for loopback addresses, where the test receiver lives). The organisation's
+certificate may also be presented as the TLS client certificate. Timeouts are explicit.
+Failures: connection errors, timeouts, 5xx, 408, 429 -> `TransientDeliveryError` (with
+``Retry-After`` when given); a refused request -> `PermanentDeliveryError`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+
+from minlog.client import lifecycle as _lifecycle
+from minlog.core.model import Registration
+from minlog.errors import ConfigurationError, DeliveryError, TransientDeliveryError
+from minlog.minlog2 import idcard as _dgws
+from minlog.minlog2 import wire as _wire
+from minlog.minlog2.transport import BatchResult
+
+__all__ = ["Minlog2Transport"]
+
+_CARD_FAULTS = ("security", "authentication", "idcard", "token")
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if parts.scheme != "http" or not loopback:
+        raise ConfigurationError(f"{name}: must be https:// (plain http only on loopback)")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class Minlog2Transport:
+    """Delivers batches to MinLog2's RegisterService (see the module docstring).
+
+    ``credentials``: the organisation's system certificate (`load_pkcs12`), or a
+    ``(pkcs12_bytes, password)`` pair. ``soap_action``: ``"AddRegistrations"`` for the
+    service itself, ``"AddRegistrations_<version>"`` behind the NSP decoupling component.
+    """
+
+    def __init__(
+        self,
+        *,
+        service_url: str,
+        sts_url: str,
+        credentials: _dgws.SystemCredentials | tuple[bytes, bytes | None],
+        cvr: str,
+        system_name: str,
+        care_provider_name: str,
+        version: str = _wire.DEFAULT_VERSION,
+        soap_action: str = "AddRegistrations",
+        signature_algorithm: str = "rsa-sha1",
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        client_certificate: bool = False,
+        card_validity: _dt.timedelta = _dt.timedelta(hours=24),
+        card_margin: _dt.timedelta = _dt.timedelta(minutes=5),
+        clock: Callable[[], _dt.datetime] | None = None,
+    ) -> None:
+        _check_url("service_url", service_url)
+        _check_url("sts_url", sts_url)
+        if version not in _wire.NAMESPACES:
+            raise ConfigurationError(f"version must be one of {', '.join(_wire.NAMESPACES)}")
+        if isinstance(credentials, tuple):
+            credentials = _dgws.load_pkcs12(*credentials)
+        self.service_url = service_url
+        self.sts_url = sts_url
+        self.credentials = credentials
+        self.cvr = cvr
+        self.system_name = system_name
+        self.care_provider_name = care_provider_name
+        self.version = version
+        self.soap_action = soap_action
+        self.signature_algorithm = signature_algorithm
+        self.card_validity = card_validity
+        self.clock = clock or (lambda: _dt.datetime.now(_dt.UTC))
+        self.cards = _dgws.CardCache(card_margin)
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._ssl = self._ssl_context(ca_bundle, client_certificate)
+        self._client = self._make_client()
+
+    def _ssl_context(self, ca_bundle: str | os.PathLike[str] | None,
+                     client_certificate: bool) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=os.fspath(ca_bundle) if ca_bundle else None)
+        if client_certificate:
+            key = self.credentials.key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption())
+            cert = self.credentials.certificate.public_bytes(serialization.Encoding.PEM)
+            with tempfile.TemporaryDirectory() as folder:  # mode 0700; removed at once
+                path = os.path.join(folder, "client.pem")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(key + cert)
+                context.load_cert_chain(path)
+        return context
+
+    def _make_client(self) -> httpx.Client:
+        return httpx.Client(timeout=self._timeout, verify=self._ssl, follow_redirects=False)
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh connection pool (never the parent's sockets)."""
+        _lifecycle.abandon(self._client)
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ the card
+
+    def _fetch_card(self) -> _dgws.IdCard:
+        now = self.clock()
+        card = _dgws.build_id_card(self.credentials, cvr=self.cvr, system_name=self.system_name,
+                                   care_provider_name=self.care_provider_name, now=now,
+                                   validity=self.card_validity)
+        _dgws.sign(card, self.credentials, algorithm=self.signature_algorithm)
+        body = _dgws.request_security_token(card, now=now, system_name=self.system_name)
+        response = self._post(self.sts_url, body, "http://docs.oasis-open.org/ws-sx/ws-trust/"
+                              "200512/RST/Issue")
+        try:
+            return _dgws.parse_security_token_response(response.content)
+        except _dgws.CardRejected as e:
+            raise TransientDeliveryError(f"STS: {e}", code="sts-refused") from e
+        except Exception as e:
+            raise TransientDeliveryError(f"STS answer unreadable: {e}", code="sts") from e
+
+    # ------------------------------------------------------------------ sending
+
+    def _post(self, url: str, body: bytes, action: str) -> httpx.Response:
+        try:
+            return self._client.post(url, content=body, headers={
+                "Content-Type": "text/xml;charset=utf-8", "SOAPAction": action})
+        except httpx.TimeoutException as e:
+            raise TransientDeliveryError(f"timeout talking to {url}", code="timeout") from e
+        except httpx.HTTPError as e:
+            raise TransientDeliveryError(f"cannot reach {url}: {type(e).__name__}",
+                                         code="connection") from e
+
+    def send(self, registrations: Sequence[Registration]) -> BatchResult:
+        now = self.clock()
+        card = self.cards.get(now, self._fetch_card)
+        body = _wire.encode_envelope(registrations, version=self.version,
+                                     header=_dgws.security_header(card, now=now))
+        response = self._post(self.service_url, body, self.soap_action)
+        try:
+            return _wire.decode_response(response.content, response.status_code)
+        except DeliveryError as e:
+            code = (e.code or "").lower()
+            if response.status_code in (401, 403) or any(w in code for w in _CARD_FAULTS):
+                self.cards.invalidate()  # fetch a new card, then try again
+                raise TransientDeliveryError(f"ID card refused: {e}", code="card-refused",
+                                             retry_after=0.0) from e
+            if isinstance(e, TransientDeliveryError) and e.retry_after is None:
+                raise TransientDeliveryError(str(e), code=e.code,
+                                             retry_after=_retry_after(response)) from e
+            raise
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,357 @@
+"""The MinLog2 wire format: ``RegistrationRequest`` and ``RegistrationResponse`` in SOAP 1.1.
+
+Pure: bytes in, bytes out (lxml). Schema versions 20250312 (default) and 20230425; our
+own XSD for each lives in ``minlog/schemas/``. The root elements are in the version's
+namespace and every child is unqualified (``elementFormDefault="unqualified"``), in the
+schema's order. Everything is checked before a request is built, so what we send
+validates.
+
+Failures: a SOAP Fault whose code is a *Client* fault (or an HTTP 4xx other than 408 and
+429) is a `PermanentDeliveryError` - sending the same request again will not help. A
+*Server* fault, HTTP 5xx, 408, 429, or a body that cannot be parsed is a
+`TransientDeliveryError` (an unreadable answer may come from a proxy in trouble; the
+batch is retried, never dropped). Incoming XML is parsed with entities, DTDs and network
+access disabled.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, Final
+from xml.sax.saxutils import escape as _escape
+
+from lxml import etree
+
+from minlog.core.model import EARLIEST, ORGANISATION_SOURCES, Registration, check_schema_source
+from minlog.errors import PermanentDeliveryError, TransientDeliveryError, ValidationError
+from minlog.minlog2.transport import BatchResult, EntryFailure
+
+__all__ = [
+    "DEFAULT_VERSION",
+    "NAMESPACES",
+    "SOAP_NS",
+    "check_batch",
+    "decode_request",
+    "decode_response",
+    "encode_envelope",
+    "encode_fault",
+    "encode_request",
+    "encode_response",
+    "parse_xml",
+    "validate_request",
+]
+
+DEFAULT_VERSION: Final = "20250312"
+NAMESPACES: Final = {
+    "20250312": "http://www.sundhedsdatastyrelsen.dk/minlog/xml.schema/2025/03/12/"
+                "minlog2-registration.xsd",
+    "20230425": "http://www.sundhedsdatastyrelsen.dk/minlog/xml.schema/2023/04/25/"
+                "minlog2-registration.xsd",
+}
+SOAP_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
+_ENV: Final = f"{{{SOAP_NS}}}"
+
+#: (element, attribute of Registration, source attribute or None), in schema order.
+_DEST: Final[tuple[tuple[str, str, str | None], ...]] = (
+    ("SystemName", "system_name", None),
+    ("Activity", "activity", None),
+    ("Reason", "reason", None),
+    ("Addition", "addition", None),
+    ("Criticality", "criticality", None),
+    ("DateTime", "date_time", None),
+    ("FromDateTime", "from_date_time", None),
+    ("ToDateTime", "to_date_time", None),
+    ("OrganisationId", "organisation_id", "organisation_id_source"),
+    ("OrganisationName", "organisation_name", None),
+    ("PersonIdentifier", "person_identifier", "person_identifier_source"),
+    ("PersonName", "person_name", None),
+    ("CorrelationId", "correlation_id", None),
+    ("SequenceNumber", "sequence_number", None),
+    ("UserPersonIdentifier", "user_person_identifier", "user_person_identifier_source"),
+    ("UserPersonName", "user_person_name", None),
+    ("UserRole", "user_role", None),
+    ("OnBehalfOfPersonIdentifier", "on_behalf_of_person_identifier",
+     "on_behalf_of_person_identifier_source"),
+    ("OnBehalfOfPersonName", "on_behalf_of_person_name", None),
+    ("OnBehalfOfUserRole", "on_behalf_of_user_role", None),
+)
+_BY_ELEMENT: Final = {e: (a, s) for e, a, s in _DEST}
+_TIMES: Final = frozenset({"date_time", "from_date_time", "to_date_time"})
+
+_PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                 huge_tree=False, remove_blank_text=True)
+
+
+def _version(version: str) -> str:
+    if version not in NAMESPACES:
+        raise ValidationError("schema_version", f"must be one of {', '.join(NAMESPACES)}")
+    return NAMESPACES[version]
+
+
+def _time(value: _dt.datetime) -> str:
+    return value.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+_QUOTE: Final = {'"': "&quot;"}
+
+
+def _esc(value: str, extra: dict[str, str] | None = None) -> str:
+    if "&" in value or "<" in value or ">" in value or (extra and '"' in value):
+        return _escape(value, extra) if extra else _escape(value)
+    return value
+
+
+def parse_xml(body: bytes, *, what: str = "body") -> etree._Element:
+    """Parse untrusted XML: no DTD, no entities, no network. Raises `ValidationError`."""
+    try:
+        tree = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as e:
+        raise ValidationError(what, f"not well-formed XML: {e}") from None
+    if getattr(tree.getroottree().docinfo, "doctype", ""):
+        raise ValidationError(what, "a DOCTYPE is not allowed")
+    return tree
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def check_batch(registrations: Sequence[Registration], version: str = DEFAULT_VERSION) -> None:
+    """Raise `ValidationError` for anything schema ``version`` would refuse."""
+    _version(version)
+    if not registrations:
+        raise ValidationError("registrations", "a request holds at least one entry")
+    for r in registrations:
+        if not isinstance(r, Registration):
+            raise ValidationError("registrations", "must be Registration objects")
+        check_schema_source(r.organisation_id_source, version)
+
+
+def _request_text(registrations: Sequence[Registration], version: str) -> str:
+    """The ``RegistrationRequest`` as text, built directly: every value has been validated
+    (no control characters) and is escaped here; element order follows `_DEST`."""
+    check_batch(registrations, version)
+    parts = [f'<ns:RegistrationRequest xmlns:ns="{_version(version)}">']
+    add = parts.append
+    for r in registrations:
+        add("<LogDataEntry>")
+        if r.source_correlation_id is not None or r.source_system_name is not None:
+            add("<Source>")
+            if r.source_correlation_id is not None:
+                add(f"<CorrelationId>{_esc(r.source_correlation_id)}</CorrelationId>")
+            if r.source_system_name is not None:
+                add(f"<SystemName>{_esc(r.source_system_name)}</SystemName>")
+            add("</Source>")
+        add("<Destination>")
+        for element, attribute, source_attribute in _DEST:
+            value = getattr(r, attribute)
+            if value is None:
+                continue
+            text = _time(value) if attribute in _TIMES else _esc(value)
+            if source_attribute is None:
+                add(f"<{element}>{text}</{element}>")
+            else:
+                add(f'<{element} source="{_esc(getattr(r, source_attribute), _QUOTE)}">'
+                    f"{text}</{element}>")
+        for f in r.filters:
+            add(f"<Filter>{_esc(f)}</Filter>")
+        add("</Destination></LogDataEntry>")
+    add("</ns:RegistrationRequest>")
+    return "".join(parts)
+
+
+def encode_request(registrations: Sequence[Registration], *,
+                   version: str = DEFAULT_VERSION) -> etree._Element:
+    """The ``RegistrationRequest`` element for ``registrations``."""
+    return etree.fromstring(_request_text(registrations, version).encode(), _PARSER)
+
+
+def encode_envelope(registrations: Sequence[Registration], *, version: str = DEFAULT_VERSION,
+                    header: Sequence[etree._Element] = ()) -> bytes:
+    """A SOAP 1.1 envelope with ``header`` children and the request as its body."""
+    head = "".join(etree.tostring(h, encoding="unicode") for h in header)
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_NS}">'
+        + (f"<soapenv:Header>{head}</soapenv:Header>" if header else "")
+        + f"<soapenv:Body>{_request_text(registrations, version)}</soapenv:Body>"
+        "</soapenv:Envelope>"
+    ).encode()
+
+
+def _envelope(payload: etree._Element, header: Sequence[etree._Element] = ()) -> bytes:
+    env = etree.Element(f"{_ENV}Envelope", nsmap={"soapenv": SOAP_NS})
+    if header:
+        h = etree.SubElement(env, f"{_ENV}Header")
+        for child in header:
+            h.append(child)
+    etree.SubElement(env, f"{_ENV}Body").append(payload)
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
+
+
+def _payload(body: bytes, name: str) -> etree._Element:
+    root = parse_xml(body)
+    if root.tag == f"{_ENV}Envelope":
+        found = root.find(f"{_ENV}Body")
+        if found is None or len(found) == 0:
+            raise ValidationError("Envelope", "has no Body content")
+        root = found[0]
+    if etree.QName(root).localname != name:
+        raise ValidationError("Body", f"expected {name}, found {etree.QName(root).localname}")
+    return root
+
+
+def decode_request(body: bytes, *, version: str = DEFAULT_VERSION) -> list[Registration]:
+    """The registrations in an envelope (or a bare ``RegistrationRequest``), each fully
+    validated."""
+    return _decode(_payload(body, "RegistrationRequest"), version, trusted=False)
+
+
+def _decode(root: etree._Element, version: str, *, trusted: bool) -> list[Registration]:
+    if etree.QName(root).namespace != _version(version):
+        raise ValidationError("RegistrationRequest", f"not in the namespace of {version}")
+    out = []
+    for entry in root:
+        kwargs: dict[str, Any] = {}
+        source = entry.find("Source")
+        if source is not None:
+            kwargs["source_correlation_id"] = source.findtext("CorrelationId")
+            kwargs["source_system_name"] = source.findtext("SystemName")
+        dest = entry.find("Destination")
+        if dest is None:
+            raise ValidationError("LogDataEntry", "has no Destination")
+        filters = []
+        for child in dest:
+            tag = str(child.tag)
+            if tag == "Filter":
+                filters.append(child.text or "")
+                continue
+            if tag not in _BY_ELEMENT:
+                raise ValidationError("Destination", f"unknown element {tag}")
+            attribute, source_attribute = _BY_ELEMENT[tag]
+            text = child.text or ""
+            try:
+                kwargs[attribute] = (_dt.datetime.fromisoformat(text) if attribute in _TIMES
+                                     else text)
+            except ValueError:
+                raise ValidationError(tag, "not an xs:dateTime") from None
+            if source_attribute is not None:
+                kwargs[source_attribute] = child.get("source")
+        kwargs["filters"] = tuple(filters)
+        fields = {k: v for k, v in kwargs.items() if v is not None}
+        if trusted:  # the XSD has checked every limit; convert times to UTC as __init__ does
+            for name in _TIMES & fields.keys():
+                if fields[name].tzinfo is not None:
+                    fields[name] = fields[name].astimezone(_dt.UTC)
+            out.append(Registration._trusted(fields))
+        else:
+            out.append(Registration(**fields))
+    return out
+
+
+_SCHEMA_LOCK: Final = threading.Lock()
+_SCHEMAS: Final = threading.local()
+
+
+def _schema(version: str) -> etree.XMLSchema:
+    """Our XSD of ``version``, one instance per thread (an lxml schema object is not to be
+    shared between threads), parsed under a process-wide lock (libxml2's schema parser
+    is not safe to run in two threads at once)."""
+    cache: dict[str, etree.XMLSchema] = getattr(_SCHEMAS, "cache", None) or {}
+    _SCHEMAS.cache = cache
+    if version not in cache:
+        name = f"schemas/minlog2-registration-{version}.xsd"
+        text = resources.files("minlog.minlog2").joinpath(name)
+        with _SCHEMA_LOCK:
+            cache[version] = etree.XMLSchema(etree.fromstring(text.read_bytes(), _PARSER))
+    return cache[version]
+
+
+def validate_request(body: bytes, *, version: str = DEFAULT_VERSION) -> list[Registration]:
+    """Validate the request in ``body`` strictly against our XSD of ``version`` (and the
+    minimum date, which XSD cannot say); returns its registrations."""
+    _version(version)
+    root = _payload(body, "RegistrationRequest")
+    schema = _schema(version)
+    if not schema.validate(root):
+        error: Any = getattr(schema.error_log, "last_error", None)
+        where = error.path.rsplit("/", 1)[-1] if error and error.path else "RegistrationRequest"
+        raise ValidationError(where, f"schema {version}: {error.message if error else '?'}")
+    registrations = _decode(root, version, trusted=True)
+    for r in registrations:
+        for when in (r.date_time, r.from_date_time, r.to_date_time):
+            if when is not None and (when.tzinfo is None or when < EARLIEST):
+                raise ValidationError("DateTime", "must be zoned and not before 2015-01-01Z")
+        check_schema_source(r.organisation_id_source, version)
+    return registrations
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def encode_response(added: int, failures: Sequence[EntryFailure], *,
+                    version: str = DEFAULT_VERSION) -> bytes:
+    """A ``RegistrationResponse`` envelope."""
+    root = etree.Element(f"{{{_version(version)}}}RegistrationResponse",
+                         nsmap={"ns": NAMESPACES[version]})
+    for f in failures:
+        failed = etree.SubElement(root, "FailedLogDataEntries")
+        etree.SubElement(failed, "FaultCode").text = f.code
+        if f.text:
+            etree.SubElement(failed, "FaultText").text = f.text
+        if f.sequence_number:
+            etree.SubElement(failed, "SequenceNumber").text = f.sequence_number
+    etree.SubElement(root, "NumberAdded").text = str(added)
+    etree.SubElement(root, "NumberFailed").text = str(len(failures))
+    return _envelope(root)
+
+
+def encode_fault(code: str, text: str) -> bytes:
+    """A SOAP 1.1 Fault envelope (``code`` like ``soap:Client``)."""
+    fault = etree.Element(f"{_ENV}Fault")
+    etree.SubElement(fault, "faultcode").text = code
+    etree.SubElement(fault, "faultstring").text = text
+    return _envelope(fault)
+
+
+def _fault(root: etree._Element) -> tuple[str, str] | None:
+    body = root.find(f"{_ENV}Body") if root.tag == f"{_ENV}Envelope" else None
+    fault = body.find(f"{_ENV}Fault") if body is not None else None
+    if fault is None:
+        return None
+    return (fault.findtext("faultcode") or "").strip(), (fault.findtext("faultstring") or "")
+
+
+def decode_response(body: bytes, status: int = 200) -> BatchResult:
+    """Per-entry outcomes of a response; raises for a failed request (see the module)."""
+    try:
+        root = parse_xml(body, what="response")
+    except ValidationError:
+        root = None
+    fault = _fault(root) if root is not None else None
+    if fault is not None:
+        code, text = fault
+        if code.rsplit(":", 1)[-1].startswith("Client") and status not in (408, 429):
+            raise PermanentDeliveryError(f"SOAP fault {code}: {text}", code=code)
+        raise TransientDeliveryError(f"SOAP fault {code}: {text}", code=code)
+    if status >= 400:
+        if 400 <= status < 500 and status not in (408, 429):
+            raise PermanentDeliveryError(f"HTTP {status}", code=f"http-{status}")
+        raise TransientDeliveryError(f"HTTP {status}", code=f"http-{status}")
+    if root is None:
+        raise TransientDeliveryError("the response is not XML", code="unreadable-response")
+    try:
+        response = _payload(body, "RegistrationResponse")
+    except ValidationError as e:
+        raise TransientDeliveryError(f"unexpected response: {e}") from None
+    failures = tuple(
+        EntryFailure(f.findtext("SequenceNumber") or "", f.findtext("FaultCode") or "unknown",
+                     f.findtext("FaultText") or "")
+        for f in response.findall("FailedLogDataEntries"))
+    added = response.findtext("NumberAdded")
+    return BatchResult(failures, int(added) if added and added.strip().isdigit() else None)
+
+
+assert set(ORGANISATION_SOURCES) == set(NAMESPACES)

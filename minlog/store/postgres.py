@@ -1,0 +1,452 @@
+"""The PostgreSQL store: one exact dedup and one outbox for every process on every host.
+
+Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
+
+* The seen-set ``seen(day, key)`` is partitioned by day (``PARTITION BY RANGE (day)``,
+  primary key starting with the day). Partitions are created ahead of time, and on demand
+  for a day that has none (a late access is never dropped); old days are detached
+  ``CONCURRENTLY`` (writers are not blocked) and dropped.
+* `accept` is ONE statement and one round trip per batch: arrays are ``unnest``-ed,
+  ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` decides newness, and the outbox rows of
+  the new keys are inserted by the same statement (one transaction).
+* `claim` leases due entries with ``FOR UPDATE SKIP LOCKED``: workers on several hosts
+  never take the same entry; an expired lease returns the entry to the pool.
+* The schema (configurable name) is created and migrated by the library under an advisory
+  lock, versioned in ``meta``.
+* psycopg errors become `StoreError`s; read-only steps are retried once on a lost
+  connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar
+
+from minlog.client import lifecycle as _lifecycle
+from minlog.core.keys import HotSet
+from minlog.errors import ConfigurationError, StoreError
+from minlog.store.base import DeadLetter, OutboxEntry, StoreCounts
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "the PostgreSQL store needs psycopg: pip install 'minlog[postgres]'"
+    ) from e
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+SCHEMA_VERSION: Final = 1
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,50}")
+_T = TypeVar("_T")
+
+_MIGRATIONS: Final[dict[int, list[str]]] = {
+    1: [
+        "CREATE TABLE IF NOT EXISTS {s}.seen (day integer NOT NULL, key bytea NOT NULL, "
+        "PRIMARY KEY (day, key)) PARTITION BY RANGE (day)",
+        "CREATE TABLE IF NOT EXISTS {s}.outbox (id bigserial PRIMARY KEY, key bytea NOT NULL, "
+        "payload bytea NOT NULL, state smallint NOT NULL DEFAULT 0, "
+        "attempts integer NOT NULL DEFAULT 0, due double precision NOT NULL, "
+        "accepted_at double precision NOT NULL, owner text)",
+        "CREATE INDEX IF NOT EXISTS outbox_due ON {s}.outbox (due, id)",
+        "CREATE TABLE IF NOT EXISTS {s}.dead (id bigint PRIMARY KEY, key bytea NOT NULL, "
+        "payload bytea NOT NULL, attempts integer NOT NULL, code text NOT NULL, "
+        "text text NOT NULL, died_at double precision NOT NULL, accepted_at double precision)",
+        "CREATE TABLE IF NOT EXISTS {s}.aliases (scope text NOT NULL, code text NOT NULL, "
+        "subject bytea NOT NULL, sealed bytea NOT NULL, PRIMARY KEY (scope, code), "
+        "UNIQUE (scope, subject))",
+    ],
+}
+
+
+class _PartitionGone(Exception):
+    """An insert found no partition for its day (dropped by another process)."""
+
+
+class PostgresStore:
+    """The `Store` on a PostgreSQL database (see the module docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "minlog",
+        min_size: int = 1,
+        max_size: int = 4,
+        partitions_ahead: int = 3,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not _IDENT.fullmatch(schema):
+            raise ConfigurationError(
+                "schema: must be a lower-case SQL identifier (letters, digits, underscore)"
+            )
+        self.url = url
+        self.schema = schema
+        self.partitions_ahead = partitions_ahead
+        self._s = sql.Identifier(schema)
+        self._sizes = (min_size, max_size)
+        self._timeout = connect_timeout
+        self._owner = f"{os.uname().nodename}:{os.getpid()}"
+        self._partitions: set[int] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool = self._make_pool()
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _make_pool(self) -> ConnectionPool:
+        try:
+            pool = ConnectionPool(
+                self.url, min_size=self._sizes[0], max_size=self._sizes[1], open=False,
+                kwargs={"connect_timeout": int(self._timeout)}, timeout=self._timeout,
+                name="minlog",
+            )
+            pool.open(wait=True, timeout=self._timeout)
+        except (psycopg.Error, Exception) as e:
+            raise StoreError(f"cannot connect to PostgreSQL: {type(e).__name__}: {e}") from e
+        return pool
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh pool (the parent's connections are never touched)."""
+        self._lock = threading.Lock()
+        self._owner = f"{os.uname().nodename}:{os.getpid()}"
+        _lifecycle.abandon(self._pool)
+        self._pool = self._make_pool()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(s=self._s)
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], _T], *, retry: bool = False,
+             lost_partition: bool = False) -> _T:
+        """Run ``fn`` in one transaction; psycopg errors become `StoreError`. Read-only
+        steps (``retry=True``) are tried once more on a lost connection. With
+        ``lost_partition``, a row that finds no seen-set partition raises `_PartitionGone`
+        (the transaction was rolled back)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return fn(conn)
+            except psycopg.errors.CheckViolation as e:
+                if lost_partition:  # the only CHECK here is partition routing
+                    raise _PartitionGone() from e
+                raise StoreError(f"PostgreSQL store: {type(e).__name__}: {e}") from e
+            except psycopg.OperationalError as e:
+                if retry and attempt == 1:
+                    continue
+                raise StoreError(f"PostgreSQL connection failed: {e}") from e
+            except psycopg.Error as e:
+                raise StoreError(f"PostgreSQL store: {type(e).__name__}: {e}") from e
+            except Exception as e:
+                if type(e).__module__.startswith("psycopg_pool"):
+                    raise StoreError(f"PostgreSQL pool: {e}") from e
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _migrate(self) -> None:
+        def step(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"minlog:{self.schema}"])
+            conn.execute(self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
+            conn.execute(self._q(
+                "CREATE TABLE IF NOT EXISTS {s}.meta (name text PRIMARY KEY, value integer)"))
+            row = conn.execute(self._q(
+                "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()
+            current = row[0] if row else 0
+            if current > SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"schema {self.schema} has version {current}; this minlog knows up to "
+                    f"{SCHEMA_VERSION}: upgrade minlog")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(self._q(statement))
+            conn.execute(self._q(
+                "INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"), [SCHEMA_VERSION])
+
+        self._run(step)
+
+    # ------------------------------------------------------------------ partitions
+
+    def _partition(self, day: int) -> sql.Identifier:
+        return sql.Identifier(f"seen_d{day}")
+
+    def _ddl_lock(self) -> str:
+        return f"minlog:{self.schema}:partitions"
+
+    def prepare(self, today: int) -> None:
+        """Create the partitions of ``today`` and ``partitions_ahead`` days after it, so
+        that writers never wait for a partition at midnight."""
+        self._ensure_days(range(today, today + self.partitions_ahead + 1))
+
+
+    def _attached(self, conn: psycopg.Connection[Any]) -> dict[int, bool]:
+        """Day partitions attached to ``seen``: day -> detach pending (PostgreSQL 14+)."""
+        rows = conn.execute(
+            "SELECT c.relname, i.inhdetachpending FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+            "JOIN pg_namespace n ON n.oid = p.relnamespace "
+            "WHERE p.relname = 'seen' AND n.nspname = %s", [self.schema]).fetchall()
+        out = {}
+        for name, pending in rows:
+            if name.startswith("seen_d") and name[6:].isdigit():
+                out[int(name[6:])] = bool(pending)
+        return out
+
+    @contextlib.contextmanager
+    def _ddl(self) -> Iterator[psycopg.Connection[Any]]:
+        """An autocommit connection holding the schema's partition lock (a session
+        advisory lock), so that one process at a time creates or drops partitions."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [self._ddl_lock()])
+            try:
+                yield conn
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [self._ddl_lock()])
+
+    def _ensure_days(self, days: Sequence[int] | range) -> None:
+        """Make sure each day has its partition. A new partition is created apart and then
+        attached: ``ATTACH PARTITION`` takes a lock that does not block inserts, where
+        ``CREATE TABLE ... PARTITION OF`` would block every writer for a moment."""
+        missing = [d for d in days if d not in self._partitions]
+        if not missing:
+            return
+        try:
+            with self._ddl() as conn:
+                attached = self._attached(conn)
+                for day in missing:
+                    p = self._partition(day)
+                    if attached.get(day) is False:
+                        continue
+                    if attached.get(day):  # an interrupted detach: finish it first
+                        self._detach(conn, p, finalize=True)
+                    conn.execute(sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {s}.{p} (LIKE {s}.seen INCLUDING ALL)"
+                    ).format(s=self._s, p=p))
+                    conn.execute(sql.SQL(
+                        "ALTER TABLE {s}.seen ATTACH PARTITION {s}.{p} "
+                        "FOR VALUES FROM ({lo}) TO ({hi})").format(
+                            s=self._s, p=p, lo=sql.Literal(day), hi=sql.Literal(day + 1)))
+        except psycopg.Error as e:
+            raise StoreError(f"cannot create the seen-set partitions of days {missing}: "
+                             f"{type(e).__name__}: {e}") from e
+        self._partitions.update(missing)
+
+    def _detach(self, conn: psycopg.Connection[Any], p: sql.Identifier, *,
+                finalize: bool = False) -> None:
+        """Detach partition ``p`` without blocking writers (``CONCURRENTLY``, or
+        ``FINALIZE`` to complete one that was interrupted) and drop it."""
+        mode = "FINALIZE" if finalize else "CONCURRENTLY"
+        conn.execute(sql.SQL("ALTER TABLE {s}.seen DETACH PARTITION {s}.{p} " + mode).format(
+            s=self._s, p=p))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {s}.{p}").format(s=self._s, p=p))
+
+    def drop_partitions(self, before_day: int) -> int:
+        """Detach (concurrently: writers are not blocked) and drop the day partitions
+        older than ``before_day``; returns how many were dropped."""
+        dropped = 0
+        try:
+            with self._ddl() as conn:
+                for day, pending in sorted(self._attached(conn).items()):
+                    if day < before_day:
+                        self._detach(conn, self._partition(day), finalize=pending)
+                        self._partitions.discard(day)
+                        dropped += 1
+        except psycopg.Error as e:
+            raise StoreError(f"cannot drop old seen-set partitions: {e}") from e
+        return dropped
+
+    # ------------------------------------------------------------------ seen-set + outbox
+
+    def load(self, memory: HotSet) -> None:
+        window = memory.window()
+
+        def read(conn: psycopg.Connection[Any]) -> list[tuple[int, bytes]]:
+            return [(r[0], bytes(r[1])) for r in conn.execute(
+                self._q("SELECT day, key FROM {s}.seen WHERE day >= %s"), [window.start])]
+
+        for day, key in self._run(read, retry=True):
+            part = memory.partition(day)
+            if part is not None:
+                part.add(key)
+
+    def accept(self, entries: Sequence[tuple[int, bytes, bytes]], now: float,
+               memory: HotSet | None = None) -> list[bool]:
+        if not entries:
+            return []
+        days = [e[0] for e in entries]
+        keys = [e[1] for e in entries]
+        payloads = [e[2] for e in entries]
+        day_set = set(days)
+        self._ensure_days(sorted(day_set))
+        statement = self._q(
+            "WITH input AS ("
+            "  SELECT DISTINCT ON (day, key) day, key, payload, ord"
+            "  FROM unnest(%(days)b::integer[], %(keys)b::bytea[], %(payloads)b::bytea[])"
+            "  WITH ORDINALITY AS t(day, key, payload, ord) ORDER BY day, key, ord),"
+            " ins AS (INSERT INTO {s}.seen (day, key) SELECT day, key FROM input"
+            "  ON CONFLICT DO NOTHING RETURNING day, key),"
+            " outb AS (INSERT INTO {s}.outbox (key, payload, due, accepted_at)"
+            "  SELECT i.key, i.payload, %(now)s, %(now)s FROM input i"
+            "  JOIN ins USING (day, key) ORDER BY i.ord RETURNING 1)"
+            " SELECT day, key FROM ins")
+
+        def step(conn: psycopg.Connection[Any]) -> set[tuple[int, bytes]]:
+            rows = conn.execute(statement, {"days": days, "keys": keys, "payloads": payloads,
+                                            "now": now}).fetchall()
+            return {(r[0], bytes(r[1])) for r in rows}
+
+        try:
+            new = self._run(step, lost_partition=True)
+        except _PartitionGone:
+            # Another process dropped a partition this one knew of (its day left the
+            # window there first). Nothing was written: make it again and retry once.
+            self._partitions.difference_update(day_set)
+            self._ensure_days(sorted(day_set))
+            new = self._run(step)
+        result: list[bool] = []
+        for day, key, _ in entries:
+            pair = (day, key)
+            if pair in new:
+                new.discard(pair)  # an in-batch repeat counts once, the first
+                result.append(True)
+            else:
+                result.append(False)
+        if memory is not None:  # committed: new or not, every key is now known
+            for day in day_set:
+                if memory.partition(day) is None:  # a late day: lend memory what we hold
+                    memory.adopt(day, self.seen(day))
+            for day, key in zip(days, keys, strict=True):
+                part = memory.partition(day)
+                if part is not None:
+                    part.add(key)
+        return result
+
+    def seen(self, day: int) -> set[bytes]:
+        return self._run(lambda c: {bytes(r[0]) for r in c.execute(
+            self._q("SELECT key FROM {s}.seen WHERE day = %s"), [day])}, retry=True)
+
+    def prune(self, before_day: int) -> int:
+        """Drop the day partitions before ``before_day``; returns the keys forgotten."""
+        row = self._run(lambda c: c.execute(
+            self._q("SELECT count(*) FROM {s}.seen WHERE day < %s"), [before_day]).fetchone(),
+            retry=True)
+        self.drop_partitions(before_day)
+        return 0 if row is None else int(row[0])
+
+    # ------------------------------------------------------------------ delivery
+
+    def claim(self, limit: int, lease_seconds: float, now: float) -> list[OutboxEntry]:
+        statement = self._q(
+            "UPDATE {s}.outbox SET state = 1, due = %(until)s, owner = %(owner)s, "
+            "attempts = attempts + 1 WHERE id IN (SELECT id FROM {s}.outbox "
+            "WHERE due <= %(now)s ORDER BY due, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
+            "RETURNING id, key, payload, attempts")
+        rows = self._run(lambda c: c.execute(statement, {
+            "until": now + lease_seconds, "owner": self._owner, "now": now, "limit": limit,
+        }).fetchall())
+        rows.sort(key=lambda r: r[0])
+        return [OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+
+    def ack(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._run(lambda c: c.execute(
+                self._q("DELETE FROM {s}.outbox WHERE id = ANY(%s)"), [list(ids)]))
+
+    def retry(self, ids: Sequence[int], not_before: float) -> None:
+        if ids:
+            self._run(lambda c: c.execute(self._q(
+                "UPDATE {s}.outbox SET state = 0, due = %s, owner = NULL WHERE id = ANY(%s)"),
+                [not_before, list(ids)]))
+
+    def bury(self, failures: Sequence[tuple[int, str, str]], now: float) -> None:
+        if not failures:
+            return
+        statement = self._q(
+            "WITH f AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) "
+            " AS f(id, code, text)),"
+            " moved AS (DELETE FROM {s}.outbox o USING f WHERE o.id = f.id "
+            "  RETURNING o.id, o.key, o.payload, o.attempts, f.code, f.text, o.accepted_at)"
+            " INSERT INTO {s}.dead (id, key, payload, attempts, code, text, died_at, accepted_at)"
+            " SELECT id, key, payload, attempts, code, text, %s, accepted_at FROM moved")
+        self._run(lambda c: c.execute(statement, [
+            [f[0] for f in failures], [f[1] for f in failures], [f[2] for f in failures], now]))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._run(lambda c: c.execute(self._q(
+            "SELECT id, key, payload, attempts, code, text, died_at FROM {s}.dead "
+            "ORDER BY died_at, id LIMIT %s"), [limit]).fetchall(), retry=True)
+        return [DeadLetter(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def redrive(self, ids: Sequence[int] | None, now: float) -> int:
+        if ids is not None and not ids:
+            return 0
+        where = "" if ids is None else "WHERE id = ANY(%(ids)s)"
+        statement = self._q(
+            f"WITH moved AS (DELETE FROM {{s}}.dead {where} RETURNING *)"
+            " INSERT INTO {s}.outbox (id, key, payload, state, attempts, due, accepted_at)"
+            " SELECT id, key, payload, 0, 0, %(now)s, COALESCE(accepted_at, %(now)s) FROM moved")
+        params: dict[str, Any] = {"now": now, "ids": list(ids or [])}
+        return int(self._run(lambda c: c.execute(statement, params).rowcount))
+
+    def counts(self) -> StoreCounts:
+        def step(c: psycopg.Connection[Any]) -> StoreCounts:
+            row = c.execute(self._q(
+                "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 1), "
+                "min(accepted_at) FROM {s}.outbox")).fetchone()
+            dead = c.execute(self._q("SELECT count(*) FROM {s}.dead")).fetchone()
+            assert row is not None
+            assert dead is not None
+            return StoreCounts(int(row[0]), int(row[1]), int(dead[0]),
+                               None if row[2] is None else float(row[2]))
+
+        return self._run(step, retry=True)
+
+    def next_due(self) -> float | None:
+        row = self._run(lambda c: c.execute(
+            self._q("SELECT min(due) FROM {s}.outbox")).fetchone(), retry=True)
+        return None if row is None or row[0] is None else float(row[0])
+
+    # ------------------------------------------------------------------ aliases
+
+    def alias_for(self, scope: str, subject: bytes) -> str | None:
+        row = self._run(lambda c: c.execute(self._q(
+            "SELECT code FROM {s}.aliases WHERE scope = %s AND subject = %s"),
+            [scope, subject]).fetchone(), retry=True)
+        return None if row is None else str(row[0])
+
+    def add_alias(self, scope: str, code: str, subject: bytes, sealed: bytes) -> bool:
+        return bool(self._run(lambda c: c.execute(self._q(
+            "INSERT INTO {s}.aliases (scope, code, subject, sealed) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING"), [scope, code, subject, sealed]).rowcount == 1))
+
+    def resolve_alias(self, scope: str, code: str) -> bytes | None:
+        row = self._run(lambda c: c.execute(self._q(
+            "SELECT sealed FROM {s}.aliases WHERE scope = %s AND code = %s"),
+            [scope, code]).fetchone(), retry=True)
+        return None if row is None else bytes(row[0])
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+    def drop_schema(self) -> None:
+        """Remove the whole schema and its data (for tests and decommissioning)."""
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            conn.execute(self._q("DROP SCHEMA IF EXISTS {s} CASCADE"))

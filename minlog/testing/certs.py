@@ -1,0 +1,119 @@
+"""Test certificates and a test STS federation, made with cryptography (never for production)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import secrets
+import uuid
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+from lxml import etree
+
+from minlog.minlog2 import idcard as _dgws
+
+__all__ = ["TestFederation", "issue_card", "make_test_certificate", "make_test_federation"]
+
+
+def _certificate(subject: x509.Name, key: rsa.RSAPrivateKey, *, issuer: x509.Name | None = None,
+                 issuer_key: rsa.RSAPrivateKey | None = None, valid_days: int = 365,
+                 ca: bool = False) -> x509.Certificate:
+    now = _dt.datetime.now(_dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(issuer_key or key, hashes.SHA256())
+    )
+
+
+def make_test_certificate(cvr: str, name: str, *, valid_days: int = 365) -> tuple[bytes, bytes]:
+    """A PKCS#12 file (bytes) with an RSA-2048 system certificate for organisation ``cvr``
+    and its password. The subject's serialNumber follows OCES3's ``UI:DK-O:G:<uuid>``
+    form; the organisation identifier carries ``NTRDK-<cvr>``."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "DK"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+        x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRDK-{cvr}"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"{name} (funktionscertifikat)"),
+        x509.NameAttribute(NameOID.SERIAL_NUMBER, f"UI:DK-O:G:{uuid.uuid4()}"),
+    ])
+    cert = _certificate(subject, key, valid_days=valid_days)
+    password = secrets.token_urlsafe(16).encode()
+    data = pkcs12.serialize_key_and_certificates(
+        name.encode(), key, cert, None, serialization.BestAvailableEncryption(password))
+    return data, password
+
+
+@attrs.frozen
+class TestFederation:
+    """The test STS's signing identity: it signs the ID cards it issues."""
+
+    __test__ = False  # not a pytest test class
+
+    credentials: _dgws.SystemCredentials
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.credentials.certificate
+
+
+def make_test_federation() -> TestFederation:
+    """A fresh test federation (self-signed STS certificate)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minlog test STS"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "minlog test")])
+    return TestFederation(_dgws.SystemCredentials(key, _certificate(subject, key, ca=True)))
+
+
+def issue_card(federation: TestFederation, request: bytes, *, now: _dt.datetime,
+               validity: _dt.timedelta = _dt.timedelta(hours=8)) -> bytes:
+    """What a SOSI STS does: verify the client's signed card in ``request`` (its own
+    certificate, matching OCESCertHash, valid now) and answer with a new card for the
+    same CVR and system, signed by the federation."""
+    client_card = _dgws.card_from_request(request)
+    signer = _dgws.verify(client_card)
+    not_before, not_after, cvr = _dgws.card_facts(client_card)
+    if not not_before - _dt.timedelta(minutes=5) <= now < not_after:
+        raise _dgws.CardRejected("the client's card is not valid now")
+    attributes = {
+        a.get("Name"): a.findtext(f"{{{_dgws.NS['saml']}}}AttributeValue")
+        for a in client_card.iter(f"{{{_dgws.NS['saml']}}}Attribute")
+    }
+    import base64
+    import hashlib
+
+    expected = base64.b64encode(hashlib.sha1(  # noqa: S324 - DGWS's OCESCertHash is SHA-1
+        signer.public_bytes(serialization.Encoding.DER)).digest()).decode()
+    if attributes.get("sosi:OCESCertHash") != expected:
+        raise _dgws.CardRejected("OCESCertHash does not match the signing certificate")
+    if attributes.get("sosi:IDCardType") != "system":
+        raise _dgws.CardRejected("only system ID cards are issued here")
+    card = _dgws.build_id_card(
+        federation.credentials, cvr=cvr, system_name=attributes.get("medcom:ITSystemName") or "?",
+        care_provider_name=attributes.get("medcom:CareProviderName") or "?", now=now,
+        validity=validity, issuer="minlog test STS")
+    _dgws.sign(card, federation.credentials)
+    ns = _dgws.NS
+    env = etree.Element(f"{{{ns['soap']}}}Envelope",
+                        nsmap={"soap": ns["soap"], "wst": ns["wst"], "wsu": ns["wsu"]})
+    body = etree.SubElement(env, f"{{{ns['soap']}}}Body")
+    rstr = etree.SubElement(body, f"{{{ns['wst']}}}RequestSecurityTokenResponse",
+                            Context="www.sosi.dk")
+    etree.SubElement(rstr, f"{{{ns['wst']}}}TokenType").text = (
+        "urn:oasis:names:tc:SAML:2.0:assertion:")
+    etree.SubElement(rstr, f"{{{ns['wst']}}}RequestedSecurityToken").append(card)
+    life = etree.SubElement(rstr, f"{{{ns['wst']}}}Lifetime")
+    etree.SubElement(life, f"{{{ns['wsu']}}}Created").text = _dgws._utc(now)
+    etree.SubElement(life, f"{{{ns['wsu']}}}Expires").text = _dgws._utc(now + validity)
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))
