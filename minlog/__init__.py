@@ -11,7 +11,7 @@ See the README and ``docs/`` for the concepts, identity policies, operations and
 """
 
 from minlog.client.facade import DeadLetterInfo, MinLog, Stats
-from minlog.core.model import Access, Employee, OnBehalfOf, Organisation, Registration
+from minlog.core.model import Access, Employee, OnBehalfOf, Organisation
 from minlog.delivery.deliverer import RateLimit, RetryPolicy
 from minlog.errors import (
     ConfigurationError,
@@ -31,6 +31,7 @@ from minlog.identity.policy import (
 )
 from minlog.minlog2 import BatchResult, EntryFailure, MemoryTransport, Minlog2Transport, Transport
 from minlog.minlog2.idcard import SystemCredentials, load_pkcs12
+from minlog.minlog2.registration import Registration
 from minlog.store import Store
 from minlog.store.sqlite import SQLiteStore
 

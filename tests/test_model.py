@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minlog import Access, Employee, OnBehalfOf, Organisation, Registration, ValidationError
-from minlog.core.model import check_schema, is_cpr
+from minlog.core.rules import is_cpr
+from minlog.minlog2.registration import check_schema
 
 AT = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 ORG = Organisation("380000000000001")

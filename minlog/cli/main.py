@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TextIO
 
 from minlog.client.facade import MinLog
-from minlog.core.model import Organisation, Registration
+from minlog.core.model import Organisation
 from minlog.errors import DeliveryError, MinlogError, TransientDeliveryError
 from minlog.minlog2 import BatchResult
+from minlog.minlog2.registration import Registration
 
 __all__ = ["main"]
 

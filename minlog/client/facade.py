@@ -31,20 +31,19 @@ from minlog.client.stats import DeadLetterInfo, Stats
 from minlog.core import payload as _payload
 from minlog.core.days import CopenhagenDays
 from minlog.core.keys import DEFAULT_RETENTION_DAYS, HotSet, KeyMaker
-from minlog.core.model import (
-    ORGANISATION_SOURCES,
-    SCHEMA_VERSIONS,
-    Access,
-    Organisation,
-    Registration,
-    check_schema_source,
-)
+from minlog.core.model import Access, Organisation
 from minlog.core.scan import Candidate, Scanner
 from minlog.core.secrets import Keys, Sealer, load_or_create_key
 from minlog.delivery.deliverer import Deliverer, RateLimit, RetryPolicy, StepResult, Worker
 from minlog.errors import ConfigurationError, ValidationError
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
 from minlog.minlog2 import Transport
+from minlog.minlog2.registration import (
+    ORGANISATION_SOURCES,
+    SCHEMA_VERSIONS,
+    Registration,
+    check_schema_source,
+)
 from minlog.store import OutboxEntry, Store, open_store
 
 __all__ = ["DeadLetterInfo", "MinLog", "Stats"]

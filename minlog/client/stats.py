@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from minlog.core.model import Registration
+from minlog.minlog2.registration import Registration
 
 __all__ = ["DeadLetterInfo", "Stats"]
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Final
 
-from minlog.core.model import Access, Registration
+from minlog.core.model import Access
 from minlog.errors import ValidationError
+from minlog.minlog2.registration import Registration
 
 __all__ = ["decode", "encode"]
 

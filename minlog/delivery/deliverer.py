@@ -23,9 +23,9 @@ from typing import Final
 
 import attrs
 
-from minlog.core.model import Registration
 from minlog.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from minlog.minlog2 import Transport
+from minlog.minlog2.registration import Registration
 from minlog.store import OutboxEntry, Store
 
 __all__ = ["Deliverer", "RateLimit", "RetryPolicy", "StepResult", "Worker"]

@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 import attrs
 
 from minlog.core.model import Employee, Organisation
-from minlog.core.model import _name as _model_name
+from minlog.core.rules import name as _model_name
 from minlog.errors import ConfigurationError, ValidationError
 
 __all__ = [

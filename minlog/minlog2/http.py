@@ -26,10 +26,10 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 
 from minlog.client import lifecycle as _lifecycle
-from minlog.core.model import Registration
 from minlog.errors import ConfigurationError, DeliveryError, TransientDeliveryError
 from minlog.minlog2 import idcard as _dgws
 from minlog.minlog2 import wire as _wire
+from minlog.minlog2.registration import Registration
 from minlog.minlog2.transport import BatchResult
 
 __all__ = ["Minlog2Transport"]

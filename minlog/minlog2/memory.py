@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from minlog.core.model import Registration
 from minlog.errors import DeliveryError
+from minlog.minlog2.registration import Registration
 from minlog.minlog2.transport import BatchResult, EntryFailure
 
 __all__ = ["MemoryTransport"]

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import attrs
 
-from minlog.core.model import Registration
+from minlog.minlog2.registration import Registration
 
 __all__ = ["BatchResult", "EntryFailure", "Transport"]
 

@@ -25,8 +25,9 @@ from xml.sax.saxutils import escape as _escape
 
 from lxml import etree
 
-from minlog.core.model import EARLIEST, ORGANISATION_SOURCES, Registration, check_schema_source
+from minlog.core.rules import EARLIEST
 from minlog.errors import PermanentDeliveryError, TransientDeliveryError, ValidationError
+from minlog.minlog2.registration import ORGANISATION_SOURCES, Registration, check_schema_source
 from minlog.minlog2.transport import BatchResult, EntryFailure
 
 __all__ = [

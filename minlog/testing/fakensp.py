@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import attrs
 
-from minlog.core.model import Registration
 from minlog.errors import MinlogError
 from minlog.minlog2 import EntryFailure
 from minlog.minlog2 import idcard as _dgws
 from minlog.minlog2 import wire as _wire
+from minlog.minlog2.registration import Registration
 from minlog.testing.certs import TestFederation, make_test_federation
 
 __all__ = ["FakeNSP", "Fault"]
