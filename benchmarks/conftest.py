@@ -32,6 +32,7 @@ import pytest
 
 import minlog
 from minlog import Access, MemoryTransport, MinLog
+from minlog.core.clock import FixedClock
 from minlog.testing.workload import MorningPeak
 
 FULL_SCALE = 8.0  # ~306k events, 38.4k first-of-day
@@ -165,7 +166,7 @@ class Lab:
         self.folder = folder
         # A frozen clock, as the demo uses to replay a past morning. ``repeat(x).__next__``
         # is a C call like ``time.time``: the clock adds no Python frame to ``record``.
-        self.clock: Callable[[], float] = itertools.repeat(now).__next__
+        self.clock = FixedClock(now)
         self._open: list[tuple[MinLog, Path | None]] = []
         self._counter = itertools.count()
 

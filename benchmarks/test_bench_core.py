@@ -248,7 +248,7 @@ def test_hot_set_memory(benchmark: Any, measure: Any, lab: Any, results: Any,
     assert log.stats().hot_keys == n
     # Cross-check with the objects themselves (a private attribute, read-only here).
     day = hot_set_events[0].at.date().toordinal()
-    part = log._hot.days[day]
+    part = log._ledger._memory[day]
     assert len(part) == n
     table = sys.getsizeof(part) - sys.getsizeof(set())
     key_size = sys.getsizeof(next(iter(part)))

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from minlog import Access, Employee, MinLog, Organisation
+from minlog.core.clock import FixedClock
 from minlog.minlog2 import Minlog2Transport
 from minlog.testing import FakeNSP, make_test_certificate
 
@@ -64,7 +65,7 @@ def test_delivery_throughput(benchmark: Any, threads: int,
                                          system_name="Bench", care_provider_name="Bench")
             clock = time.time() + 10 * 86400
             log = MinLog.open(folder / "m.sqlite", transport=transport, system_name="Bench",
-                              batch_size=500, start_worker=False, clock=lambda: clock,
+                              batch_size=500, start_worker=False, clock=FixedClock(clock),
                               delivery_threads=threads, poll=0.01)
             _fill(log, n)
             log._start_worker = True  # start delivering only now, when the outbox is full

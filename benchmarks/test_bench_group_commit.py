@@ -22,6 +22,7 @@ from typing import Any
 
 from minlog import Access, MemoryTransport, MinLog
 from minlog.client.commit import GroupCommit
+from minlog.core.clock import FixedClock
 from minlog.core.days import COPENHAGEN
 from minlog.testing.workload import MorningPeak
 
@@ -47,11 +48,10 @@ def _round(events: list[Access], grouped: bool) -> float:
     now = dt.datetime(2026, 11, 24, 11, 0, tzinfo=COPENHAGEN).timestamp()
     log = MinLog.open(URL, transport=MemoryTransport(), system_name="Cura", key=bytes(32),
                       store_options={"schema": f"g_{uuid.uuid4().hex[:10]}"},
-                      start_worker=False, clock=lambda: now)
+                      start_worker=False, clock=FixedClock(now))
     try:
         if not grouped:
-            store, hot = log.store, log._hot
-            log._committer = GroupCommit(lambda e, t: store.accept(e, t, hot), 1)
+            log._committer = GroupCommit(log.store.append, 1)
         answers: list[int] = []
 
         def work(k: int) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from minlog import Access, MemoryTransport, MinLog
+from minlog.core.clock import FixedClock
 
 KEY = bytes(range(32))
 
@@ -25,10 +26,10 @@ def _opened(folder: str, first: list[Access], now: float, later: float) -> MinLo
     """A store holding ``first`` (recorded at ``now``), opened again at ``later``."""
     path = Path(folder) / "late.sqlite"
     with MinLog.open(path, transport=MemoryTransport(), system_name="Bench EOJ", key=KEY,
-                     start_worker=False, clock=lambda: now) as log:
+                     start_worker=False, clock=FixedClock(now)) as log:
         log.record_many(first)
     return MinLog.open(path, transport=MemoryTransport(), system_name="Bench EOJ", key=KEY,
-                       start_worker=False, clock=lambda: later)
+                       start_worker=False, clock=FixedClock(later))
 
 
 def test_late_replay(benchmark: Any, workload: Any,

@@ -12,15 +12,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from minlog.store import Pending
+from minlog.store import NewEntry
 
 URL = os.environ.get("MINLOG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DAY = 740_000
 BATCH = 1_000
 
 
-def _entries(n: int) -> list[Pending]:
-    return [Pending(DAY, os.urandom(16), os.urandom(300)) for _ in range(n)]
+def _entries(n: int) -> list[NewEntry]:
+    return [NewEntry(DAY, os.urandom(16), os.urandom(300)) for _ in range(n)]
 
 
 def _batched(n: int) -> float:
@@ -32,7 +32,7 @@ def _batched(n: int) -> float:
         store.prepare(DAY)
         started = time.perf_counter()
         for i in range(0, n, BATCH):
-            store.accept(entries[i : i + BATCH], 1.0)
+            store.append(entries[i : i + BATCH], 1.0)
         return time.perf_counter() - started
     finally:
         store.drop_schema()

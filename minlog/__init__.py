@@ -10,9 +10,10 @@
 See the README and ``docs/`` for the concepts, identity policies, operations and security.
 """
 
-from minlog.client.facade import DeadLetterInfo, MinLog, Stats
+from minlog.client.facade import MinLog
+from minlog.client.stats import DeadLetterInfo, Stats
 from minlog.core.model import Access, Employee, OnBehalfOf, Organisation
-from minlog.delivery.deliverer import RateLimit, RetryPolicy
+from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.errors import (
     ConfigurationError,
     DeliveryError,

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import minlog
 from minlog import Access, Employee, MemoryTransport, MinLog, Organisation, ValidationError
+from minlog.core.clock import FixedClock
 from minlog.core.days import COPENHAGEN, copenhagen_day
 
 KEY = bytes(range(32))
@@ -39,10 +40,10 @@ def access(citizen: str = CITIZENS[0], employee: Employee = ANNE, at: dt.datetim
 
 def open_log(path: Path, transport: MemoryTransport | None = None, *, now: dt.datetime = NOW,
              **options: object) -> MinLog:
-    clock = now.timestamp() + 1
     options.setdefault("start_worker", False)
+    options.setdefault("clock", FixedClock(now.timestamp() + 1))
     return MinLog.open(path, transport=transport or MemoryTransport(), system_name="Cura",
-                       key=KEY, clock=lambda: clock, **options)  # type: ignore[arg-type]
+                       key=KEY, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def db(tmp_path: Path) -> Path:
 def outbox_rows(db: Path) -> int:
     """Outbox entries not yet settled, read straight from the file."""
     with contextlib.closing(sqlite3.connect(db)) as c:
-        return int(c.execute("SELECT COALESCE(SUM(n - settled), 0) FROM outbox").fetchone()[0])
+        return int(c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
 
 class TestRecord:
@@ -172,8 +173,8 @@ class TestDurability:
         assert log.flush(timeout=0.2) is False
         assert log.close(timeout=0.1) is False
         up = MemoryTransport()
-        with open_log(db, up, retry=minlog.RetryPolicy(initial=0.001, maximum=0.001)) as log:
-            log._deliverer.clock = lambda: NOW.timestamp() + 3600
+        later = FixedClock(NOW.timestamp() + 3600)
+        with open_log(db, up, clock=later) as log:
             assert log.flush(timeout=10)
         assert sorted(r.person_identifier for r in up.delivered) == sorted(CITIZENS)
 
@@ -267,8 +268,8 @@ class TestDelivery:
 
 class TestDays:
     def test_late_access_is_still_delivered(self, db: Path) -> None:
-        """An access older than the memory window is kept, counted late, and deduplicated
-        (its repeats answered from memory once the store has lent memory its day)."""
+        """An access older than the hot window is kept, counted late, and deduplicated
+        (its repeats answered by the store, then by memory, which learned its key)."""
         old = NOW - dt.timedelta(days=10)
         t = MemoryTransport()
         with open_log(db, t) as log:
@@ -282,11 +283,11 @@ class TestDays:
 
     def test_window_moves_with_the_clock(self, db: Path) -> None:
         """Crossing midnight drops old days from memory; yesterday's answer still holds."""
-        now = [NOW.timestamp()]
+        clock = FixedClock(NOW)
         log = MinLog.open(db, transport=MemoryTransport(), system_name="Cura", key=KEY,
-                          clock=lambda: now[0], start_worker=False)
+                          clock=clock, start_worker=False)
         assert log.record(access())
-        now[0] += 5 * 86400
+        clock.advance(5 * 86400)
         later = NOW + dt.timedelta(days=5)
         assert log.record(access(at=later)) is True
         assert log.record(access()) is False  # the store still knows day one
@@ -450,14 +451,14 @@ class TestConcurrency:
         from minlog.store.sqlite import SQLiteStore
 
         class SlowStore(SQLiteStore):
-            def accept(self, entries: Any, now: float, memory: Any = None) -> list[bool]:
+            def append(self, entries: Any, now: float) -> list[bool]:
                 time.sleep(0.02)  # a slow disk: callers pile up meanwhile
-                return super().accept(entries, now, memory)
+                return super().append(entries, now)
 
         emps = [Employee(f"0101{70 + i:02d}1234", name=f"E {i}") for i in range(16)]
         transport = MemoryTransport()
         log = MinLog(SlowStore(db), transport, system_name="Cura", master_key=KEY,
-                     start_worker=False, clock=lambda: NOW.timestamp() + 1)
+                     start_worker=False, clock=FixedClock(NOW.timestamp() + 1))
         with log:
             answers: list[bool] = []
 
@@ -482,14 +483,14 @@ class TestConcurrency:
         entered, release = threading.Event(), threading.Event()
 
         class HeldStore(SQLiteStore):
-            def accept(self, entries: Any, now: float, memory: Any = None) -> list[bool]:
+            def append(self, entries: Any, now: float) -> list[bool]:
                 entered.set()
                 assert release.wait(10)
-                return super().accept(entries, now, memory)
+                return super().append(entries, now)
 
         transport = MemoryTransport()
         log = MinLog(HeldStore(db), transport, system_name="Cura", master_key=KEY,
-                     start_worker=False, clock=lambda: NOW.timestamp() + 1)
+                     start_worker=False, clock=FixedClock(NOW.timestamp() + 1))
         got: list[bool] = []
         recorder = threading.Thread(target=lambda: got.append(log.record(access())))
         recorder.start()
@@ -538,10 +539,10 @@ class TestForkAndExit:
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
-                from minlog.client import lifecycle as _lifecycle
+                from minlog import forking
 
                 # The parent's connection is kept, untouched (never closed from here).
-                kept = any(o is inherited for o in _lifecycle._abandoned)
+                kept = any(o is inherited for o in forking._abandoned)
                 ok = kept and log.store._conn is not inherited  # type: ignore[attr-defined]
                 ok = ok and log.record(access(employee=LARS)) and not log.record(access())
                 code = 0 if ok and log.flush(timeout=10) else 3
@@ -587,7 +588,7 @@ class TestRegistrationPayload:
         on_behalf: bool, filters: list[str],
     ) -> None:
         """What the outbox holds is exactly `registration_for(access)`, field for field."""
-        from minlog.core import payload as _payload
+        from minlog.minlog2 import entry
 
         try:
             a = Access(CITIZENS[0], Employee("0101701234", name=name, role="Læge"), ORG,
@@ -600,7 +601,7 @@ class TestRegistrationPayload:
         db = tmp_path_factory.mktemp("r") / "m.sqlite"
         with open_log(db) as log:
             expected = log.registration_for(a, sequence_number="ab" * 16)
-            got = _payload.decode(_payload.encode(
+            got = entry.decode(entry.encode_access(
                 a, system_name="Cura", sequence_number="ab" * 16, user_person_name=name,
                 user_role="Læge"))
             assert got == expected
@@ -613,8 +614,8 @@ class TestFilesAtRest:
         import stat
 
         with MinLog.open(db, transport=MemoryTransport(), system_name="Cura",
-                         start_worker=False) as log:
-            log.record(access(at=dt.datetime.now(dt.UTC)))
+                         start_worker=False, clock=FixedClock(NOW)) as log:
+            log.record(access())
             for suffix in ("", "-wal", "-shm", ".key"):
                 mode = stat.S_IMODE(Path(f"{db}{suffix}").stat().st_mode)
                 assert mode == 0o600, (suffix, oct(mode))
@@ -634,7 +635,7 @@ class TestKeyConsistency:
     def test_every_path_computes_the_keymaker_key(self, db: Path) -> None:
         """record's fast path, record_many and KeyMaker agree on the stored dedup key."""
         from minlog.core.keys import KeyMaker
-        from minlog.core.secrets import Keys
+        from minlog.core.sealing import Keys
 
         utc = access(citizen=CITIZENS[1], at=NOW.astimezone(dt.UTC))
         with open_log(db) as log:
@@ -643,8 +644,7 @@ class TestKeyConsistency:
             assert log.record(access()) is False  # fast path, Copenhagen time
             assert log.record(utc) is False  # fast path, UTC
             with contextlib.closing(sqlite3.connect(db)) as c:
-                blobs = [bytes(b) for (b,) in c.execute("SELECT keys FROM outbox")]
-            stored = {b[i : i + 16] for b in blobs for i in range(0, len(b), 16)}
+                stored = {bytes(b) for (b,) in c.execute("SELECT key FROM outbox")}
         maker = KeyMaker(Keys(KEY).dedup)
         day = copenhagen_day(NOW)
         assert stored == {maker.key(access(), day), maker.key(utc, day)}

@@ -1,4 +1,5 @@
-"""Scale-out: the facade's dedup on both stores, and a PostgreSQL cluster with a worker killed."""
+"""Scale-out: the facade's dedup on both stores, late days across instances, and a
+PostgreSQL cluster with a worker killed. Every instance runs on a fixed clock."""
 
 from __future__ import annotations
 
@@ -22,18 +23,22 @@ from minlog import (
     MinLog,
     Organisation,
     Registration,
+    ValidationError,
 )
+from minlog.core.clock import FixedClock, ShiftedClock
 from minlog.core.days import COPENHAGEN
 
 KEY = bytes(range(32))
 ORG = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
 NOW = dt.datetime(2026, 11, 24, 9, 0, tzinfo=COPENHAGEN)
+LATE = NOW - dt.timedelta(days=12)
 EMPLOYEES = [Employee(f"0101{70 + i:02d}1234", name=f"Medarbejder {i}") for i in range(12)]
 CITIZENS = [f"{d:02d}0{m}{50 + d:02d}4321" for d in range(1, 11) for m in (1, 2)]
 
 
 def open_log(target: dict[str, Any], transport: Any, **options: Any) -> MinLog:
     options.setdefault("start_worker", False)
+    options.setdefault("clock", FixedClock(NOW.timestamp() + 3600))
     return MinLog.open(target["target"], transport=transport, system_name="Cura", key=KEY,
                        store_options=target["store_options"], **options)
 
@@ -41,8 +46,7 @@ def open_log(target: dict[str, Any], transport: Any, **options: Any) -> MinLog:
 class TestFacadeOnBothStores:
     def test_first_of_day_then_duplicates(self, store_target: dict[str, Any]) -> None:
         """The dedup answer is the same on SQLite and PostgreSQL."""
-        clock = NOW.timestamp() + 1
-        with open_log(store_target, MemoryTransport(), clock=lambda: clock) as log:
+        with open_log(store_target, MemoryTransport()) as log:
             a = Access(CITIZENS[0], EMPLOYEES[0], ORG, "Opslag", NOW)
             assert log.record(a) is True
             assert log.record(a) is False
@@ -51,10 +55,8 @@ class TestFacadeOnBothStores:
 
     def test_two_instances_share_one_answer(self, store_target: dict[str, Any]) -> None:
         """Two MinLogs on one store (two hosts) log a key once between them."""
-        clock = NOW.timestamp() + 1
         t = MemoryTransport()
-        with open_log(store_target, t, clock=lambda: clock) as one, \
-                open_log(store_target, t, clock=lambda: clock) as two:
+        with open_log(store_target, t) as one, open_log(store_target, t) as two:
             a = Access(CITIZENS[0], EMPLOYEES[0], ORG, "Opslag", NOW)
             assert one.record(a) is True
             assert two.record(a) is False  # not in two's memory: the store decides
@@ -63,16 +65,45 @@ class TestFacadeOnBothStores:
 
     def test_reopen_keeps_the_answer_and_delivers(self, store_target: dict[str, Any]) -> None:
         """Close, reopen, record again: a duplicate; what was queued is delivered."""
-        clock = NOW.timestamp() + 1
         a = Access(CITIZENS[2], EMPLOYEES[1], ORG, "Opslag", NOW)
-        with open_log(store_target, MemoryTransport(), clock=lambda: clock) as log:
+        with open_log(store_target, MemoryTransport()) as log:
             assert log.record(a)
             log.close(timeout=0)
         t = MemoryTransport()
-        with open_log(store_target, t, clock=lambda: clock) as log:
+        with open_log(store_target, t) as log:
             assert log.record(a) is False
             assert log.flush(timeout=10)
         assert [r.person_identifier for r in t.delivered] == [CITIZENS[2]]
+
+    @pytest.mark.parametrize("days_back", [5, 20, 34])
+    def test_a_late_access_stays_exact_when_another_instance_prunes(
+            self, store_target: dict[str, Any], days_back: int) -> None:
+        """An access days before the memory window, recorded; another instance opens and
+        runs its upkeep (pruning); the same access recorded again, by either instance, is
+        a duplicate, and it is delivered once."""
+        late = NOW - dt.timedelta(days=days_back)
+        a = Access(CITIZENS[3], EMPLOYEES[2], ORG, "Opslag", late)
+        t = MemoryTransport()
+        with open_log(store_target, t) as one:
+            assert one.record(a) is True
+            with open_log(store_target, t) as two:
+                two.maintain()  # the upkeep: prepare and prune
+                assert two.record(a) is False
+            assert one.record(a) is False
+            assert one.record(attrs_later(a)) is False
+            assert one.flush(timeout=10)
+        assert len(t.delivered) == 1
+
+    def test_beyond_the_horizon_is_counted_never_silent(self,
+                                                        store_target: dict[str, Any]) -> None:
+        """An access older than the horizon is delivered and counted; refused on request."""
+        old = Access(CITIZENS[4], EMPLOYEES[3], ORG, "Opslag", NOW - dt.timedelta(days=40))
+        with open_log(store_target, MemoryTransport()) as log:
+            assert log.record(old) is True
+            assert log.stats().beyond_horizon == 1
+        with open_log(store_target, MemoryTransport(), beyond_horizon="refuse") as log, \
+                pytest.raises(ValidationError, match="dedup horizon"):
+            log.record(old)
 
 
     def test_upkeep_prepares_the_days_ahead(self, pg_schema: str) -> None:
@@ -82,14 +113,20 @@ class TestFacadeOnBothStores:
 
         from minlog.core.days import copenhagen_day
 
-        clock = NOW.timestamp() + 1
         target = {"target": POSTGRES_URL, "store_options": {"schema": pg_schema}}
-        with open_log(target, MemoryTransport(), clock=lambda: clock) as log:
+        with open_log(target, MemoryTransport()) as log:
             log.step()
             with log.store._pool.connection() as conn:  # type: ignore[attr-defined]
                 days = set(log.store._attached(conn))  # type: ignore[attr-defined]
         today = copenhagen_day(NOW)
         assert {today, today + 1, today + 2, today + 3} <= days
+
+
+def attrs_later(a: Access) -> Access:
+    """The same access an hour later (the same day)."""
+    import attrs
+
+    return attrs.evolve(a, at=a.at + dt.timedelta(hours=1))
 
 
 class FileSink:
@@ -123,16 +160,24 @@ def _member(target: dict[str, Any], index: int, folder: str, deliver: str | None
     """``deliver``: "worker" (a background worker from the start), "after-hang" (delivers
     in the foreground once the other worker hangs mid-batch), or None (records only)."""
     sink = FileSink(os.path.join(folder, f"sent-{index}.jsonl"), hang_on)
+    # Time must run here (leases run out), from a fixed date: a shifted clock.
     log = open_log(target, sink, start_worker=deliver == "worker", batch_size=25,
-                   lease_seconds=3.0, poll=0.1)
+                   lease_seconds=3.0, poll=0.1, clock=ShiftedClock(NOW.timestamp() + 3600))
     accepted = 0
     order = list(range(len(EMPLOYEES) * len(CITIZENS)))
     order = order[index::2] + order[1 - index % 2 :: 2]  # overlapping, in another order
-    for _ in range(2):
+    for round_ in range(2):
         for n in order:
             e, c = EMPLOYEES[n % len(EMPLOYEES)], CITIZENS[n // len(EMPLOYEES)]
-            accepted += log.record(Access(c, e, ORG, "Opslag", NOW))
+            at = NOW if n % 3 else LATE  # a third of the keys on a late day
+            accepted += log.record(Access(c, e, ORG, "Opslag", at))
+        if round_ == 0 and index == 2:  # a new instance opens and prunes mid-run
+            other = open_log(target, MemoryTransport())
+            other.maintain()
+            other.close(timeout=0)  # no final flush: it must not deliver
     queue.put((index, accepted))
+    if hang_on is not None:  # this one is killed in its send: it must not exit first
+        time.sleep(600)
     if deliver == "after-hang":
         hung = Path(folder).glob("*.hung")
         deadline = time.monotonic() + 60
@@ -148,9 +193,10 @@ def _member(target: dict[str, Any], index: int, folder: str, deliver: str | None
 class TestCluster:
     @pytest.mark.slow
     def test_four_processes_two_workers_one_killed(self, pg_schema: str, tmp_path: Path) -> None:
-        """Four processes record overlapping work on one PostgreSQL store while two
-        deliver; one worker is killed mid-batch. Every key is delivered, exactly once except
-        (at most) the killed worker's in-flight batch; the dedup is exact across processes."""
+        """Four processes record overlapping work (a third of it on a late day) on one
+        PostgreSQL store while two deliver and a fifth instance opens and prunes mid-run;
+        one worker is killed mid-batch. Every key is delivered, exactly once except (at
+        most) the killed worker's in-flight batch; the dedup is exact across processes."""
         from conftest import POSTGRES_URL
 
         target = {"target": POSTGRES_URL, "store_options": {"schema": pg_schema}}

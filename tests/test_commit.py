@@ -11,14 +11,13 @@ import pytest
 
 from minlog import StoreError
 from minlog.client.commit import Entry, GroupCommit
-from minlog.core.keys import HotSet
 from minlog.store.sqlite import SQLiteStore
 
 DAY = 740_000
 
 
 def entry(n: int, day: int = DAY) -> Entry:
-    return (day, n.to_bytes(16, "big"), b"p%d" % n)
+    return Entry(day, n.to_bytes(16, "big"), b"p%d" % n)
 
 
 class Gate:
@@ -42,7 +41,7 @@ class Gate:
         if self.fail_when is not None and len(self.transactions) == self.fail_when:
             raise StoreError("disk full")
         out = []
-        for _, key, _ in entries:
+        for _, key, _, _ in entries:
             out.append(key not in self.seen)
             self.seen.add(key)
         return out
@@ -133,9 +132,7 @@ class TestOnARealStore:
         one GroupCommit: every key is True exactly once, every answer is consistent with
         the file, and transactions were shared."""
         store = SQLiteStore(tmp_path / "g.sqlite")
-        memory = HotSet(DAY)
-        store.load(memory)
-        commit = GroupCommit(lambda e, now: store.accept(e, now, memory), limit=500)
+        commit = GroupCommit(store.append, limit=500)
         wins: list[int] = []
         lock = threading.Lock()
 
@@ -156,7 +153,7 @@ class TestOnARealStore:
         try:
             assert len(wins) == len(set(wins))
             assert store.counts().pending == len(wins)
-            assert store.seen(DAY) == {n.to_bytes(16, "big") for n in wins}
+            assert store.keys_of(DAY) == {n.to_bytes(16, "big") for n in wins}
             assert commit.transactions < commit.requests  # some were shared
         finally:
             store.close()

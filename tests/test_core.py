@@ -1,8 +1,9 @@
-"""The pure core around the facade: dedup keys, the hot set, secrets, retry and rate policies."""
+"""The pure core around the facade: dedup keys, secrets, retry and rate policies."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import multiprocessing
 import os
 import stat
@@ -19,8 +20,9 @@ from minlog import (
     RetryPolicy,
     StoreError,
 )
-from minlog.core.keys import HotSet, KeyMaker
-from minlog.core.secrets import Sealer, load_or_create_key
+from minlog.core.keys import KeyMaker
+from minlog.core.sealing import Sealer
+from minlog.keyfile import load_or_create_key
 
 AT = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 ORG = Organisation("380000000000001")
@@ -38,6 +40,14 @@ class TestKeys:
         k = KeyMaker(b"s" * 32)
         assert len(k.key(access(), 1)) == 16
         assert k.key(access(), 1) == KeyMaker(b"s" * 32).key(access(), 1)
+
+    def test_the_key_is_hashlibs_keyed_blake2b(self) -> None:
+        """The key is BLAKE2b-128 keyed with the secret over the documented material."""
+        k = KeyMaker(b"s" * 32)
+        expected = hashlib.blake2b(b"CPR\x1f0101701234\x1fCPR\x1f0202802345\x1f7",
+                                   key=b"s" * 32, digest_size=16,
+                                   person=b"minlog-key-v2").digest()
+        assert k.key(access(), 7) == expected
 
     def test_keys_differ_by_everything_that_matters(self) -> None:
         """Another secret, day, citizen, employee or source gives another key."""
@@ -61,55 +71,6 @@ class TestKeys:
         """A secret under 16 bytes is refused."""
         with pytest.raises(ValueError, match="secret"):
             KeyMaker(b"short")
-
-
-class TestHotSet:
-    def test_window_and_late_days(self) -> None:
-        """Today and the two days before are held; older days are late."""
-        hot = HotSet(today=100)
-        assert list(hot.window()) == [98, 99, 100]
-        assert hot.is_late(97)
-        assert not hot.is_late(98)
-        assert hot.partition(97) is None
-
-    def test_advance_drops_old_days(self) -> None:
-        """Moving to a new day drops the days that left the window."""
-        hot = HotSet(today=100)
-        hot.add_all(98, [b"a"])
-        hot.add_all(100, [b"b"])
-        assert hot.advance(101) == [98]
-        assert not hot.contains(98, b"a")
-        assert hot.contains(100, b"b")
-        assert hot.advance(100) == []
-        assert len(hot) == 1
-
-    def test_adopted_late_days_are_few_and_go_at_midnight(self) -> None:
-        """At most two late days are held; a new day lets them all go."""
-        h = HotSet(100, retention=3)
-        for day in (90, 91, 92):
-            h.adopt(day, {bytes(16)})
-        assert h.partition(90) is None
-        assert h.partition(91) == {bytes(16)}
-        assert h.contains(92, bytes(16))
-        h.adopt(91, {bytes(16)})  # used again: now the most recent
-        h.adopt(93, set())
-        assert h.partition(92) is None
-        assert h.partition(91) is not None
-        h.advance(101)
-        assert h.partition(91) is None
-        assert h.late == []
-
-    def test_only_late_days_are_adopted(self) -> None:
-        with pytest.raises(ValueError, match="late"):
-            HotSet(100, retention=3).adopt(99, set())
-
-    def test_day_ahead_gets_a_partition(self) -> None:
-        """A day after today (a clock just behind the caller's) is kept too."""
-        hot = HotSet(today=100)
-        part = hot.partition(101)
-        assert part is not None
-        part.add(b"x")
-        assert hot.contains(101, b"x")
 
 
 class TestSecrets:

@@ -24,6 +24,7 @@ from minlog import (
     Organisation,
     ValidationError,
 )
+from minlog.core.clock import FixedClock
 from minlog.core.days import COPENHAGEN
 from minlog.identity.policy import (
     ALPHABET,
@@ -230,7 +231,7 @@ class TestPolicy:
         clock = NOW.timestamp() + 1
         e = employee(1)
         with MinLog.open(tmp_path / "m.sqlite", transport=t, system_name="Cura", key=KEY,
-                         identity=policy, clock=lambda: clock, start_worker=False) as log:
+                         identity=policy, clock=FixedClock(clock), start_worker=False) as log:
             citizens = ["0303303456", "0404404567", "0505505678", "0606606789"]
             orgs = [NORD, SYD, SYD, NORD]
             batch = [Access(c, e, org, "Opslag", NOW)
@@ -296,10 +297,10 @@ class TestPolicy:
         db = tmp_path / "m.sqlite"
         clock = NOW.timestamp() + 1
         t = MemoryTransport()
-        with MinLog.open(db, transport=t, system_name="Cura", key=KEY, clock=lambda: clock,
+        with MinLog.open(db, transport=t, system_name="Cura", key=KEY, clock=FixedClock(clock),
                          start_worker=False) as log:
             log.record(Access("0303303456", employee(1), NORD, "Opslag", NOW))
-        with MinLog.open(db, transport=t, system_name="Cura", key=KEY, clock=lambda: clock,
+        with MinLog.open(db, transport=t, system_name="Cura", key=KEY, clock=FixedClock(clock),
                          identity=IdentityPolicy(default=AlternativeId(SECRET)),
                          start_worker=False) as log:
             log.record(Access("0404404567", employee(1), NORD, "Opslag", NOW))

@@ -1,12 +1,11 @@
 """The outbox under random sequences of operations (Hypothesis stateful test), on the
 SQLite store and on the PostgreSQL store.
 
-Several workers accept, claim (with leases that run out), ack, retry, bury and redrive in
-any order, at any time. After every step: nothing accepted is lost (each key is
+Several workers append, claim (with leases that run out), ack, retry, bury and redrive
+in any order, at any time. After every step: nothing accepted is lost (each key is
 delivered, open in the outbox, or a dead letter), no key is open twice, the counts agree
-with the file, and no entry is handed to a second worker while another's lease on it
-runs. On SQLite this guards the segment layout: splits on claim, settled bitmaps, stale
-ids.
+with the store, no entry is handed to a second worker while another's lease on it runs,
+and a worker whose lease ran out and was taken over settles nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from minlog.store import OutboxEntry, Store, open_store
-from minlog.store.packed import SEGMENT_COLUMNS, Segment
+from minlog.store import NewEntry, OutboxEntry, Store, open_store
 from minlog.store.sqlite import SQLiteStore
 
 DAY = 740_000
@@ -35,7 +33,7 @@ def key(n: int) -> bytes:
 
 
 class Outbox(RuleBasedStateMachine):
-    """The SQLite store (segments of 3, so that claims split them often)."""
+    """The SQLite store."""
 
     store: Any
 
@@ -45,12 +43,14 @@ class Outbox(RuleBasedStateMachine):
         self.now = 100.0
         self.accepted: set[bytes] = set()
         self.delivered: set[bytes] = set()
-        #: claims not yet answered: (lease expiry, entries)
-        self.held: list[tuple[float, list[OutboxEntry]]] = []
+        #: claims not yet answered: (lease expiry, token, entries)
+        self.held: list[tuple[float, str, tuple[OutboxEntry, ...]]] = []
+        #: the token of each key's newest lease
+        self.lessee: dict[bytes, str] = {}
 
     def make_store(self) -> Store:
         self.dir = tempfile.TemporaryDirectory()
-        return SQLiteStore(Path(self.dir.name) / "o.sqlite", segment_size=3)
+        return SQLiteStore(Path(self.dir.name) / "o.sqlite")
 
     def teardown(self) -> None:
         self.store.close()
@@ -58,19 +58,15 @@ class Outbox(RuleBasedStateMachine):
 
     def open_keys(self) -> Counter[bytes]:
         """The keys of the entries still open (pending or in flight), read directly."""
-        rows = self.store._conn.execute(f"SELECT {SEGMENT_COLUMNS} FROM outbox").fetchall()
-        found: Counter[bytes] = Counter()
-        for row in rows:
-            seg = Segment(row)
-            found.update(seg.key(i) for i in seg.open())
-        return found
+        rows = self.store._conn.execute("SELECT key FROM outbox").fetchall()
+        return Counter(bytes(r[0]) for r in rows)
 
     # ------------------------------------------------------------------ steps
 
     @rule(ns=st.lists(st.integers(0, KEYS - 1), min_size=1, max_size=8))
-    def accept(self, ns: list[int]) -> None:
-        entries = [(DAY, key(n), f"p{n}".encode()) for n in ns]
-        answers = self.store.accept(entries, self.now)
+    def append(self, ns: list[int]) -> None:
+        entries = [NewEntry(DAY, key(n), f"p{n}".encode()) for n in ns]
+        answers = self.store.append(entries, self.now)
         expected, fresh = [], set(self.accepted)
         for n in ns:
             expected.append(key(n) not in fresh)
@@ -80,28 +76,43 @@ class Outbox(RuleBasedStateMachine):
 
     @rule(limit=st.integers(1, 7), lease=st.sampled_from([5.0, 30.0]))
     def claim(self, limit: int, lease: float) -> None:
-        got = self.store.claim(limit, lease, self.now)
+        lease_ = self.store.claim(limit, lease, self.now)
+        got = lease_.entries
         assert len(got) <= limit
         assert len({e.key for e in got}) == len(got)
-        leased_elsewhere = {e.key for until, es in self.held if until > self.now for e in es}
+        leased_elsewhere = {e.key for until, _, es in self.held if until > self.now for e in es}
         assert not leased_elsewhere & {e.key for e in got}, "an entry leased twice"
         for e in got:
             assert e.payload == b"p%d" % int.from_bytes(e.key, "big")
         if got:
-            self.held.append((self.now + lease, got))
+            self.held.append((self.now + lease, lease_.token, got))
+            self.lessee.update((e.key, lease_.token) for e in got)
 
     @precondition(lambda self: self.held)
     @rule(which=st.integers(0, 100), cut=st.integers(0, 7), data=st.data())
     def answer(self, which: int, cut: int, data: st.DataObject) -> None:
         """A worker's answer to one of its claims: some delivered, some refused for good,
         the rest to be retried (or all retried, as after a transport error)."""
-        _, entries = self.held.pop(which % len(self.held))
+        _, token, entries = self.held.pop(which % len(self.held))
         ok, refused = entries[:cut], entries[cut : cut + data.draw(st.integers(0, 2))]
         rest = entries[len(ok) + len(refused) :]
-        self.store.ack([e.id for e in ok])
-        self.delivered |= {e.key for e in ok}
-        self.store.bury([(e.id, "refused", "no") for e in refused], self.now)
-        self.store.retry([e.id for e in rest], self.now + data.draw(st.sampled_from([0, 10])))
+        stale = {e.key for e in entries if self.lessee.get(e.key) != token}
+        before = self.where(stale)
+        self.store.ack(token, [e.id for e in ok])
+        self.delivered |= {e.key for e in ok if e.key not in stale}
+        self.store.bury(token, [(e.id, "refused", "no") for e in refused], self.now)
+        self.store.retry(token, [e.id for e in rest],
+                         self.now + data.draw(st.sampled_from([0, 10])))
+        for e in entries:
+            if e.key not in stale:
+                del self.lessee[e.key]
+        assert self.where(stale) == before, "a stale lease settled an entry"
+
+    def where(self, keys: set[bytes]) -> dict[bytes, tuple[bool, bool]]:
+        """For each key: (open in the outbox, a dead letter)."""
+        open_ = self.open_keys()
+        dead = {bytes(d.key) for d in self.store.dead_letters(1000)}
+        return {k: (k in open_, k in dead) for k in keys}
 
     @rule(seconds=st.sampled_from([1.0, 6.0, 40.0]))
     def wait(self, seconds: float) -> None:

@@ -1,14 +1,18 @@
-"""One behaviour suite for the `Store` protocol, run against SQLite and PostgreSQL."""
+"""One behaviour suite for the `Store` protocol, run against SQLite and PostgreSQL.
+
+Stores persist and report; they never decide from memory. What makes a key new is the
+store's transaction, so two instances (processes, hosts) on one store agree exactly.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from typing import Any
 
 import pytest
 
-from minlog.core.keys import HotSet
-from minlog.store import Pending, Store, open_store
+from minlog.store import NewEntry, Store, open_store
 
 DAY = 740_000
 
@@ -17,139 +21,128 @@ def key(n: int) -> bytes:
     return n.to_bytes(16, "big")
 
 
-def pend(n: int, day: int = DAY) -> Pending:
-    return Pending(day, key(n), f"payload {n}".encode())
+def pend(n: int, day: int = DAY, tenant: str = "") -> NewEntry:
+    return NewEntry(day, key(n), f"payload {n}".encode(), tenant)
 
 
-class TestAccept:
+def reopen(target: dict[str, Any]) -> Store:
+    return open_store(target["target"], **target["store_options"])
+
+
+class TestAppend:
     def test_reports_newness_per_entry(self, store: Store) -> None:
-        """accept answers True for new (day, key) pairs and False for known ones."""
-        assert store.accept([pend(1), pend(2)], 1.0) == [True, True]
-        assert store.accept([pend(2), pend(3)], 2.0) == [False, True]
+        """append answers True for new (day, key) pairs and False for known ones."""
+        assert store.append([pend(1), pend(2)], 1.0) == [True, True]
+        assert store.append([pend(2), pend(3)], 2.0) == [False, True]
 
     def test_in_batch_repeats_count_once(self, store: Store) -> None:
-        """A key twice in one batch is new once (the first) and enqueued once."""
-        assert store.accept([pend(1), pend(1), pend(2)], 1.0) == [True, False, True]
+        """A pair twice in one batch is new once (the first) and enqueued once."""
+        assert store.append([pend(1), pend(1), pend(2)], 1.0) == [True, False, True]
         assert store.counts().pending == 2
+
+    @pytest.mark.parametrize("size", [3, 40, 600])
+    def test_large_and_small_batches_agree(self, store: Store, size: int) -> None:
+        """Batches of every size (one by one, or looked up in chunks) answer the same."""
+        half = [pend(n, DAY + n % 3) for n in range(0, size, 2)]
+        store.append(half, 1.0)
+        batch = [pend(n, DAY + n % 3) for n in range(size)] + [pend(1, DAY + 1)]
+        answers = store.append(batch, 2.0)
+        assert answers == [n % 2 == 1 for n in range(size)] + [False]
+        assert store.counts().pending == size
 
     def test_same_key_other_day_is_new(self, store: Store) -> None:
         """Days partition the seen-set."""
-        assert store.accept([pend(1, DAY), pend(1, DAY + 1)], 1.0) == [True, True]
+        assert store.append([pend(1, DAY), pend(1, DAY + 1)], 1.0) == [True, True]
 
-    def test_enqueues_payloads_of_new_entries_only(self, store: Store) -> None:
-        """Only new entries reach the outbox, with their payloads."""
-        store.accept([pend(1)], 1.0)
-        store.accept([pend(1), pend(2)], 1.0)
-        claimed = store.claim(10, 60, 5.0)
-        assert [(e.key, e.payload) for e in claimed] == [(key(1), b"payload 1"),
-                                                         (key(2), b"payload 2")]
+    def test_enqueues_payloads_and_tenants_of_new_entries_only(self, store: Store) -> None:
+        """Only new entries reach the outbox, with their payloads and tenants."""
+        store.append([pend(1, tenant="29189846")], 1.0)
+        store.append([pend(1), pend(2, tenant="55133018")], 1.0)
+        claimed = store.claim(10, 60, 5.0).entries
+        assert [(e.key, e.payload, e.tenant) for e in claimed] == [
+            (key(1), b"payload 1", "29189846"), (key(2), b"payload 2", "55133018")]
 
-    def test_seen_lists_a_days_keys(self, store: Store) -> None:
-        """seen(day) returns exactly that day's keys (to warm memory)."""
-        store.accept([pend(1), pend(2), pend(3, DAY + 1)], 1.0)
-        assert store.seen(DAY) == {key(1), key(2)}
-        assert store.seen(DAY - 1) == set()
+    def test_keys_of_lists_a_days_keys(self, store: Store) -> None:
+        """keys_of(day) returns exactly that day's keys (to warm memory)."""
+        store.append([pend(1), pend(2), pend(3, DAY + 1)], 1.0)
+        assert store.keys_of(DAY) == {key(1), key(2)}
+        assert store.keys_of(DAY - 1) == set()
 
     def test_empty_batch(self, store: Store) -> None:
         """An empty batch is a no-op."""
-        assert store.accept([], 1.0) == []
+        assert store.append([], 1.0) == []
 
 
-class TestMemory:
-    """The in-memory seen-set a store fills (`load`) and keeps up to date (`accept`)."""
+def _append_race(target: dict[str, Any], start: Any, out: Any) -> None:
+    s = reopen(target)
+    try:
+        start.wait()
+        out.put(sum(s.append([pend(n, DAY - n % 40)], 1.0)[0] for n in range(300)))
+    finally:
+        s.close()
 
-    @staticmethod
-    def memory(today: int = DAY) -> HotSet:
-        return HotSet(today, retention=3)
 
-    def test_load_fills_the_window_and_the_days_after_it(self, store: Store) -> None:
-        """load() puts the keys of the window's days (and later days) into memory, not
-        those of days before the window."""
-        store.accept([pend(1, DAY - 3), pend(2, DAY - 2), pend(3, DAY), pend(4, DAY + 1)], 1.0)
-        m = self.memory()
-        store.load(m)
-        assert m.contains(DAY - 2, key(2))
-        assert m.contains(DAY, key(3))
-        assert m.contains(DAY + 1, key(4))
-        assert not m.contains(DAY - 3, key(1))
-        assert len(m) == 3
-
-    def test_accept_puts_every_answered_key_into_memory(self, store: Store) -> None:
-        """After accept, the keys of the batch are in memory, new ones and known ones."""
-        store.accept([pend(1)], 1.0)
-        m = self.memory()
-        assert store.accept([pend(1), pend(2)], 2.0, m) == [False, True]
-        assert m.contains(DAY, key(1))
-        assert m.contains(DAY, key(2))
-
-    def test_two_memories_on_one_store_agree(self, store_target: dict[str, Any]) -> None:
-        """Two processes (stores with their own memory) give one True per key between
-        them, whatever each one's memory held when it started."""
-        a = open_store(store_target["target"], **store_target["store_options"])
-        b = open_store(store_target["target"], **store_target["store_options"])
+class TestExactAcrossInstances:
+    def test_two_instances_agree(self, store_target: dict[str, Any]) -> None:
+        """What one instance appended, another instance's append finds: not new."""
+        a, b = reopen(store_target), reopen(store_target)
         try:
-            ma, mb = self.memory(), self.memory()
-            a.load(ma)
-            b.load(mb)
-            assert a.accept([pend(1), pend(2)], 1.0, ma) == [True, True]
-            assert b.accept([pend(2), pend(3)], 2.0, mb) == [False, True]
-            assert a.accept([pend(3), pend(4)], 3.0, ma) == [False, True]
-            assert b.accept([pend(1), pend(4), pend(5)], 4.0, mb) == [False, False, True]
-            assert a.counts().pending == 5
+            assert a.append([pend(1), pend(2, DAY - 30)], 1.0) == [True, True]
+            assert b.append([pend(1), pend(2, DAY - 30), pend(3)], 2.0) == [False, False, True]
         finally:
             a.close()
             b.close()
 
-    def test_late_days_are_answered_from_the_store(self, store: Store) -> None:
-        """A day before memory's window is decided by what the store holds."""
-        store.accept([pend(1, DAY - 7)], 1.0)
-        m = self.memory()
-        store.load(m)
-        assert store.accept([pend(1, DAY - 7), pend(2, DAY - 7)], 2.0, m) == [False, True]
-
-    def test_a_late_day_is_lent_to_memory(self, store: Store) -> None:
-        """After deciding a late access, memory holds what the store holds of that day
-        (keys from before, from others, and the new one): its repeats need no I/O."""
-        store.accept([pend(1, DAY - 7)], 1.0)
-        m = self.memory()
-        store.load(m)
-        assert store.accept([pend(2, DAY - 7)], 2.0, m) == [True]
-        assert m.partition(DAY - 7) == {key(1), key(2)}
-        assert m.late == [DAY - 7]
-
-    def test_late_days_stay_exact_across_memories(self, store_target: dict[str, Any]
-                                                  ) -> None:
-        """Two processes replaying the same late day, each with the day lent to its
-        memory (SQLite), still give one True per key between them."""
-        a = open_store(store_target["target"], **store_target["store_options"])
-        b = open_store(store_target["target"], **store_target["store_options"])
-        late = DAY - 9
+    def test_racing_processes_make_each_key_new_once(self,
+                                                     store_target: dict[str, Any]) -> None:
+        """Three processes append the same 300 keys at once (on 40 days): each key is new
+        exactly once in total, and in the outbox exactly once."""
+        ctx = multiprocessing.get_context("spawn")
+        start, out = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_append_race, args=(store_target, start, out))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        start.set()
+        news = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+        assert sum(news) == 300
+        s = reopen(store_target)
         try:
-            ma, mb = self.memory(), self.memory()
-            a.load(ma)
-            b.load(mb)
-            assert a.accept([pend(1, late)], 1.0, ma) == [True]
-            assert b.accept([pend(2, late)], 1.0, mb) == [True]  # b reads the day: has 1
-            assert a.accept([pend(2, late), pend(3, late)], 2.0, ma) == [False, True]
-            assert b.accept([pend(3, late), pend(1, late)], 2.0, mb) == [False, False]
-            for m in (ma, mb):  # memory holds of the day only what the store holds
-                assert m.partition(late) == {key(1), key(2), key(3)}
+            assert s.counts().pending == 300
+        finally:
+            s.close()
+
+
+class TestSettings:
+    def test_the_horizon_only_grows(self, store_target: dict[str, Any]) -> None:
+        """The store keeps the largest horizon any instance asked for."""
+        a = reopen(store_target)
+        try:
+            assert a.horizon_days(35) == 35
+            assert a.horizon_days(10) == 35
+            assert a.horizon_days(60) == 60
         finally:
             a.close()
+        b = reopen(store_target)
+        try:
+            assert b.horizon_days(1) == 60
+        finally:
             b.close()
 
 
 class TestPersistence:
     def test_reopen_keeps_everything(self, store_target: dict[str, Any]) -> None:
         """A closed and reopened store keeps its seen-set, outbox and dead letters."""
-        s = open_store(store_target["target"], **store_target["store_options"])
-        s.accept([pend(1), pend(2)], 1.0)
-        e = s.claim(1, 60, 1.0)
-        s.bury([(e[0].id, "E1", "no")], 2.0)
+        s = reopen(store_target)
+        s.append([pend(1), pend(2)], 1.0)
+        lease = s.claim(1, 60, 1.0)
+        s.bury(lease.token, [(lease.entries[0].id, "E1", "no")], 2.0)
         s.close()
-        s = open_store(store_target["target"], **store_target["store_options"])
+        s = reopen(store_target)
         try:
-            assert s.accept([pend(1), pend(2)], 3.0) == [False, False]
+            assert s.append([pend(1), pend(2)], 3.0) == [False, False]
             c = s.counts()
             assert (c.pending, c.dead) == (1, 1)
         finally:
@@ -159,75 +152,107 @@ class TestPersistence:
 class TestOutbox:
     def test_claim_leases_oldest_first_and_counts_attempts(self, store: Store) -> None:
         """claim takes due entries oldest first and marks them in flight."""
-        store.accept([pend(1), pend(2), pend(3)], 1.0)
+        store.append([pend(1), pend(2), pend(3)], 1.0)
         first = store.claim(2, 60, 5.0)
-        assert [e.key for e in first] == [key(1), key(2)]
-        assert all(e.attempts == 1 for e in first)
+        assert [e.key for e in first.entries] == [key(1), key(2)]
+        assert all(e.attempts == 1 for e in first.entries)
+        assert first.until == 65.0
         c = store.counts()
         assert (c.pending, c.in_flight) == (1, 2)
-        assert [e.key for e in store.claim(10, 60, 5.0)] == [key(3)]
-        assert store.claim(10, 60, 5.0) == []
+        assert [e.key for e in store.claim(10, 60, 5.0).entries] == [key(3)]
+        assert store.claim(10, 60, 5.0).entries == ()
 
     def test_expired_lease_returns_to_the_pool(self, store: Store) -> None:
         """An entry whose worker died is claimable again once its lease expires."""
-        store.accept([pend(1)], 1.0)
-        assert len(store.claim(10, 60, 5.0)) == 1
-        assert store.claim(10, 60, 30.0) == []
+        store.append([pend(1)], 1.0)
+        assert len(store.claim(10, 60, 5.0).entries) == 1
+        assert store.claim(10, 60, 30.0).entries == ()
         again = store.claim(10, 60, 66.0)
-        assert [e.attempts for e in again] == [2]
+        assert [e.attempts for e in again.entries] == [2]
 
     def test_ack_removes(self, store: Store) -> None:
         """Acknowledged entries leave the outbox."""
-        store.accept([pend(1), pend(2)], 1.0)
-        claimed = store.claim(10, 60, 5.0)
-        store.ack([claimed[0].id])
+        store.append([pend(1), pend(2)], 1.0)
+        lease = store.claim(10, 60, 5.0)
+        store.ack(lease.token, [lease.entries[0].id])
         c = store.counts()
         assert (c.pending, c.in_flight) == (0, 1)
 
+    def test_only_the_current_lease_settles(self, store: Store) -> None:
+        """A worker whose lease ran out and was claimed again cannot ack, retry or bury:
+        the entry belongs to the new lease (nothing is lost by a late answer)."""
+        store.append([pend(1), pend(2)], 1.0)
+        slow = store.claim(10, 10, 5.0)
+        fresh = store.claim(10, 60, 20.0)
+        assert {e.id for e in fresh.entries} == {e.id for e in slow.entries}
+        ids = [e.id for e in slow.entries]
+        store.ack(slow.token, ids[:1])
+        store.retry(slow.token, ids[1:], 100.0)
+        store.bury(slow.token, [(ids[0], "late", "too late")], 21.0)
+        c = store.counts()
+        assert (c.pending, c.in_flight, c.dead) == (0, 2, 0)
+        store.ack(fresh.token, ids)
+        assert store.counts().in_flight == 0
+
     def test_retry_defers(self, store: Store) -> None:
         """A retried entry is due again only at its not_before time."""
-        store.accept([pend(1)], 1.0)
-        e = store.claim(10, 60, 5.0)
-        store.retry([e[0].id], 100.0)
+        store.append([pend(1)], 1.0)
+        lease = store.claim(10, 60, 5.0)
+        store.retry(lease.token, [lease.entries[0].id], 100.0)
         assert store.counts().pending == 1
         assert store.next_due() == 100.0
-        assert store.claim(10, 60, 99.0) == []
-        assert len(store.claim(10, 60, 100.0)) == 1
+        assert store.claim(10, 60, 99.0).entries == ()
+        assert len(store.claim(10, 60, 100.0).entries) == 1
 
     def test_bury_and_redrive(self, store: Store) -> None:
-        """Dead letters keep code and text; redrive puts them back as pending."""
-        store.accept([pend(1), pend(2)], 1.0)
-        a, _ = store.claim(10, 60, 5.0)
-        store.bury([(a.id, "E7", "refused")], 6.0)
+        """Dead letters keep code, text and tenant; redrive puts them back as pending."""
+        store.append([pend(1, tenant="29189846"), pend(2)], 1.0)
+        lease = store.claim(10, 60, 5.0)
+        a = lease.entries[0]
+        store.bury(lease.token, [(a.id, "E7", "refused")], 6.0)
         dead = store.dead_letters()
-        assert [(d.key, d.code, d.text, d.payload) for d in dead] == [
-            (key(1), "E7", "refused", b"payload 1")]
+        assert [(d.key, d.code, d.text, d.payload, d.tenant) for d in dead] == [
+            (key(1), "E7", "refused", b"payload 1", "29189846")]
         assert store.counts().dead == 1
         assert store.redrive([999_999], 7.0) == 0
         assert store.redrive(None, 7.0) == 1
         c = store.counts()
         assert (c.pending, c.in_flight, c.dead) == (1, 1, 0)
-        assert [e.key for e in store.claim(10, 60, 8.0)] == [key(1)]
+        again = store.claim(10, 60, 8.0).entries
+        assert [(e.key, e.tenant, e.attempts) for e in again] == [(key(1), "29189846", 1)]
+
+    def test_dead_letters_survive_reused_outbox_ids(self, store: Store) -> None:
+        """An outbox row id freed by a burial and used again by a new entry never makes
+        the new entry's dead letter replace the old one."""
+        store.append([pend(0), pend(2)], 1.0)
+        lease = store.claim(10, 60, 2.0)
+        store.retry(lease.token, [lease.entries[0].id], 100.0)
+        store.bury(lease.token, [(lease.entries[1].id, "E1", "first")], 3.0)
+        store.append([pend(1)], 4.0)
+        lease = store.claim(10, 60, 5.0)
+        store.bury(lease.token, [(e.id, "E2", "second") for e in lease.entries], 6.0)
+        dead = store.dead_letters()
+        assert sorted((d.key, d.code) for d in dead) == [(key(1), "E2"), (key(2), "E1")]
+        assert len({d.id for d in dead}) == 2
 
     def test_oldest_pending_and_next_due(self, store: Store) -> None:
         """counts() reports the oldest accept time; next_due the earliest due time."""
         assert store.next_due() is None
         assert store.counts().oldest_pending is None
-        store.accept([pend(1)], 10.0)
-        store.accept([pend(2)], 20.0)
+        store.append([pend(1)], 10.0)
+        store.append([pend(2)], 20.0)
         assert store.counts().oldest_pending == 10.0
         assert store.next_due() == 10.0
 
     def test_concurrent_claims_never_share_an_entry(self, store_target: dict[str, Any]) -> None:
         """Two workers claiming at once each get different entries, all of them in total."""
-        s = open_store(store_target["target"], **store_target["store_options"])
-        s.accept([pend(n) for n in range(200)], 1.0)
+        s = reopen(store_target)
+        s.append([pend(n) for n in range(200)], 1.0)
         got: list[list[int]] = [[], []]
-        others = [open_store(store_target["target"], **store_target["store_options"])
-                  for _ in range(2)]
+        others = [reopen(store_target) for _ in range(2)]
 
         def work(i: int) -> None:
-            while batch := others[i].claim(7, 60, 5.0):
+            while batch := others[i].claim(7, 60, 5.0).entries:
                 got[i].extend(e.id for e in batch)
 
         threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
@@ -244,17 +269,17 @@ class TestOutbox:
 class TestPrune:
     def test_prune_forgets_old_days_and_keeps_the_outbox(self, store: Store) -> None:
         """Pruning drops seen-set days before the limit, never outbox entries."""
-        store.accept([pend(1, DAY - 5), pend(2, DAY)], 1.0)
+        store.append([pend(1, DAY - 5), pend(2, DAY)], 1.0)
         assert store.prune(DAY - 1) == 1
-        assert store.seen(DAY - 5) == set()
-        assert store.seen(DAY) == {key(2)}
+        assert store.keys_of(DAY - 5) == set()
+        assert store.keys_of(DAY) == {key(2)}
         assert store.counts().pending == 2
 
-    def test_late_access_after_prune_is_accepted(self, store: Store) -> None:
-        """A late access for a pruned day is new again (delivered, never dropped)."""
-        store.accept([pend(1, DAY - 5)], 1.0)
-        store.prune(DAY)
-        assert store.accept([pend(1, DAY - 5)], 2.0) == [True]
+    def test_days_not_pruned_stay_exact(self, store: Store) -> None:
+        """Pruning before a day leaves that day's answers exact."""
+        store.append([pend(1, DAY - 5), pend(2, DAY - 4)], 1.0)
+        store.prune(DAY - 4)
+        assert store.append([pend(2, DAY - 4)], 2.0) == [False]
 
 
 class TestAliases:
@@ -312,11 +337,11 @@ class TestPostgresPartitions:
         day is still accepted (its partition is made again), never refused."""
         a, b = self._open(pg_schema), self._open(pg_schema)
         try:
-            assert b.accept([pend(1, DAY - 5)], 1.0) == [True]
+            assert b.append([pend(1, DAY - 5)], 1.0) == [True]
             assert a.prune(DAY) >= 1
             assert DAY - 5 not in self._days(b)
-            assert b.accept([pend(2, DAY - 5)], 2.0) == [True]
-            assert b.seen(DAY - 5) == {key(2)}
+            assert b.append([pend(2, DAY - 5)], 2.0) == [True]
+            assert b.keys_of(DAY - 5) == {key(2)}
             assert b.counts().pending == 2
         finally:
             a.close()
@@ -327,7 +352,7 @@ class TestPostgresPartitions:
         stores = [self._open(pg_schema) for _ in range(4)]
         errors: list[BaseException] = []
         try:
-            stores[0].accept([pend(n, DAY - 10 + n % 8) for n in range(80)], 1.0)
+            stores[0].append([pend(n, DAY - 10 + n % 8) for n in range(80)], 1.0)
 
             def prune(s: Any) -> None:
                 try:
@@ -338,7 +363,7 @@ class TestPostgresPartitions:
             def accept(s: Any, base: int) -> None:
                 try:
                     for n in range(base, base + 40):
-                        s.accept([pend(n, DAY - n % 6)], 2.0)
+                        s.append([pend(n, DAY - n % 6)], 2.0)
                 except BaseException as e:
                     errors.append(e)
 
@@ -358,67 +383,62 @@ class TestPostgresPartitions:
                 s.close()
 
 
-class TestSQLiteSegments:
-    """How the SQLite store packs its logs: key blocks and outbox segments."""
+class TestSQLiteFile:
+    """What only the SQLite store does."""
 
-    def test_segments_are_capped_and_claims_split_them(self, tmp_path: Any) -> None:
-        """A batch becomes segments of at most segment_size entries; a claim that needs
-        only part of one splits it, and the rest stays claimable by others."""
+    def test_inspecting_never_creates_a_file(self, tmp_path: Any) -> None:
+        """create=False on a missing path is a StoreError, and nothing is created."""
+        from minlog import StoreError
         from minlog.store.sqlite import SQLiteStore
 
-        s = SQLiteStore(tmp_path / "seg.sqlite", segment_size=4)
-        try:
-            s.accept([pend(n) for n in range(10)], 1.0)
-            rows = s._conn.execute("SELECT n FROM outbox ORDER BY id").fetchall()
-            assert [r[0] for r in rows] == [4, 4, 2]
-            first = s.claim(6, 60, 5.0)
-            assert [e.key for e in first] == [key(n) for n in range(6)]
-            assert s.counts().in_flight == 6
-            second = s.claim(10, 60, 5.0)
-            assert [e.key for e in second] == [key(n) for n in range(6, 10)]
-            assert not {e.id for e in first} & {e.id for e in second}
-            s.ack([e.id for e in first[:5]])
-            assert (s.counts().pending, s.counts().in_flight) == (0, 5)
-            s.retry([first[5].id], 50.0)
-            again = s.claim(10, 60, 50.0)
-            assert [e.key for e in again] == [key(5)]
-            assert again[0].attempts == 2
-        finally:
-            s.close()
+        with pytest.raises(StoreError, match="no SQLite store"):
+            SQLiteStore(tmp_path / "nope" / "minlog.sqlite", create=False)
+        assert list(tmp_path.iterdir()) == []
 
-    def test_split_keeps_the_ids_of_a_lessee_whose_lease_ran_out(self, tmp_path: Any
-                                                                 ) -> None:
-        """A slow worker's lease runs out and another claim splits its segment: the slow
-        worker's ack and bury still reach exactly the entries it was given, and nothing
-        is lost (moved entries are delivered again at most)."""
+    def test_a_version_1_file_keeps_its_outbox(self, tmp_path: Any) -> None:
+        """A file of minlog 0.1 (key blocks, outbox segments) migrates: every open entry and
+        every dead letter moves over; settled entries stay settled."""
+        import sqlite3
+        import struct
+
         from minlog.store.sqlite import SQLiteStore
 
-        s = SQLiteStore(tmp_path / "split.sqlite", segment_size=4)
+        path = tmp_path / "old.sqlite"
+        conn = sqlite3.connect(path)
+        conn.executescript(
+            "CREATE TABLE _meta (name TEXT PRIMARY KEY, value INTEGER);"
+            "INSERT INTO _meta VALUES ('schema_version', 1);"
+            "CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, day INTEGER NOT NULL,"
+            " keys BLOB NOT NULL);"
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL,"
+            " settled INTEGER NOT NULL, keys BLOB NOT NULL, sizes BLOB NOT NULL,"
+            " payloads BLOB NOT NULL, done BLOB, state INTEGER NOT NULL,"
+            " attempts INTEGER NOT NULL, due REAL NOT NULL, accepted_at REAL NOT NULL,"
+            " owner TEXT);"
+            "CREATE INDEX outbox_due ON outbox (due, id);"
+            "CREATE TABLE dead (id INTEGER PRIMARY KEY, key BLOB NOT NULL, payload BLOB NOT NULL,"
+            " attempts INTEGER NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL,"
+            " died_at FLOAT NOT NULL, accepted_at FLOAT);"
+            "CREATE TABLE aliases (scope TEXT, code TEXT, subject BLOB NOT NULL,"
+            " sealed BLOB NOT NULL, PRIMARY KEY (scope, code));")
+        payloads = [b"p0", b"payload1", b"p2"]
+        conn.execute("INSERT INTO seen (day, keys) VALUES (?, ?)", [DAY, key(0) + key(1)])
+        conn.execute(
+            "INSERT INTO outbox (n, settled, keys, sizes, payloads, done, state, attempts,"
+            " due, accepted_at) VALUES (3, 1, ?, ?, ?, ?, 1, 2, 50.0, 10.0)",
+            [key(0) + key(1) + key(2), struct.pack("<3I", *map(len, payloads)),
+             b"".join(payloads), bytes([0b010])])
+        conn.execute("INSERT INTO dead VALUES (7, ?, X'64656164', 1, 'E1', 'no', 20.0, 5.0)",
+                     [key(9)])
+        conn.commit()
+        conn.close()
+        s = SQLiteStore(path)
         try:
-            s.accept([pend(n) for n in range(4)], 1.0)
-            slow = s.claim(4, 10, 5.0)  # lease until 15
-            other = s.claim(2, 60, 20.0)  # the lease ran out: a split
-            assert [e.key for e in other] == [key(0), key(1)]
-            s.ack([e.id for e in slow[:3]])
-            s.bury([(slow[3].id, "refused", "bad entry")], 21.0)
-            [dead] = s.dead_letters()
-            assert (dead.key, dead.code) == (key(3), "refused")
-            assert s.counts().in_flight == 2  # key(0) and key(1), with the other worker
-            s.ack([e.id for e in other])
-            assert (s.counts().pending, s.counts().in_flight, s.counts().dead) == (0, 0, 1)
-        finally:
-            s.close()
-
-    def test_one_key_block_per_day_of_a_batch(self, tmp_path: Any) -> None:
-        """The seen-set grows by one row per day of an accepted batch, not one per key."""
-        from minlog.store.sqlite import SQLiteStore
-
-        s = SQLiteStore(tmp_path / "blocks.sqlite")
-        try:
-            s.accept([pend(n, DAY + n % 2) for n in range(1000)], 1.0)
-            (rows,) = s._conn.execute("SELECT COUNT(*) FROM seen").fetchone()
-            assert rows == 2
-            assert s.seen(DAY) == {key(n) for n in range(0, 1000, 2)}
-            assert s.prune(DAY + 1) == 500
+            c = s.counts()
+            assert (c.pending, c.in_flight, c.dead) == (2, 0, 1)
+            lease = s.claim(10, 60, 100.0)
+            assert [(e.key, e.payload, e.attempts) for e in lease.entries] == [
+                (key(0), b"p0", 3), (key(2), b"p2", 3)]
+            assert [(d.key, d.tenant) for d in s.dead_letters()] == [(key(9), "")]
         finally:
             s.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from minlog.client.facade import MinLog
+from minlog.core.clock import SYSTEM_CLOCK, FixedClock
 from minlog.core.model import Access
 from minlog.minlog2 import MemoryTransport, Minlog2Transport, Transport
 from minlog.testing.workload import MorningPeak
@@ -66,9 +67,9 @@ def _run(args: argparse.Namespace, out: TextIO, store: Path, events: list[Access
     started = time.perf_counter()
     first = 0
     # The demo replays a past morning: the clock is set to the end of that morning.
-    clock_now = events[-1].at.timestamp() + 60 if events else time.time()
+    clock_now = events[-1].at.timestamp() + 60 if events else SYSTEM_CLOCK.time()
     with MinLog.open(store, transport=transport, system_name="minlog demo",
-                     clock=lambda: clock_now) as log:
+                     clock=FixedClock(clock_now)) as log:
         step = max(args.batch, len(events) // 20)
         for i in range(0, len(events), args.batch):
             first += sum(log.record_many(events[i : i + args.batch]))

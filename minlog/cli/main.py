@@ -10,7 +10,6 @@ import argparse
 import datetime as _dt
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -96,8 +95,7 @@ def cmd_redrive(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
     """Forget seen-set days older than the retention window (the outbox is kept)."""
     with _open_for_ops(args) as log:
-        today = log._days.of_timestamp(time.time())
-        n = log.store.prune(today - args.keep_days + 1)
+        n = log.store.prune(log.today() - args.keep_days + 1)
     out.write(f"{n:,} seen-set keys forgotten\n")
     return 0
 

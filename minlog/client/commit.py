@@ -24,11 +24,12 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from minlog.errors import StoreError
+from minlog.store.base import NewEntry
 
 __all__ = ["GroupCommit"]
 
-Entry = tuple[int, bytes, bytes]
-#: ``accept(entries, now) -> answers``: one store transaction.
+Entry = NewEntry
+#: ``accept(entries, now) -> answers``: one store transaction (`Store.append`).
 Accept = Callable[[Sequence[Entry], float], list[bool]]
 
 

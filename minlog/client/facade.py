@@ -5,11 +5,15 @@
     with MinLog.open("minlog.sqlite", transport=t, system_name="Cura") as log:
         log.record(access)   # True: first of its day, durably queued; False: duplicate
 
-When `record` returns, its decision and the outbox entry are committed. Duplicates are
-answered from memory with no I/O. Delivery runs on a daemon thread; `flush` and `close`
-honour their timeouts even when the receiver is down. The instance is safe across
-``fork`` (the child gets fresh connections and a fresh worker) and at interpreter exit
-(a bounded final flush, never a hang).
+The path of an access: ``record`` -> the ledger's scan (`minlog.core.ledger`: a duplicate
+that memory knows is answered at once, with no I/O) -> the candidates' logs are built and
+sealed (identity policy, schema version) -> the store appends them in one transaction,
+shared with other threads waiting meanwhile (`minlog.client.commit.GroupCommit`), and says
+which keys were new -> the ledger learns the answers. When ``record`` returns, its decision
+and the outbox entry are committed. Delivery runs on daemon threads
+(`minlog.delivery.worker`); ``flush`` and ``close`` honour their timeouts even when the
+receiver is down. The instance is safe across ``fork`` (the child gets fresh connections
+and a fresh worker) and at interpreter exit (a bounded final flush, never a hang).
 """
 
 from __future__ import annotations
@@ -17,45 +21,95 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import itertools
+import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypedDict, Unpack
 
 from minlog.client import lifecycle as _lifecycle
 from minlog.client.commit import GroupCommit
 from minlog.client.stats import DeadLetterInfo, Stats
-from minlog.core import payload as _payload
-from minlog.core.days import CopenhagenDays
-from minlog.core.keys import DEFAULT_RETENTION_DAYS, HotSet, KeyMaker
+from minlog.core.clock import SYSTEM_CLOCK, Clock
+from minlog.core.keys import KeyMaker
+from minlog.core.ledger import (
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_HOT_DAYS,
+    DEFAULT_LATE_DAYS,
+    BeyondHorizon,
+    Candidate,
+    Ledger,
+)
 from minlog.core.model import Access, Organisation
-from minlog.core.scan import Candidate, Scanner
-from minlog.core.secrets import Keys, Sealer, load_or_create_key
-from minlog.delivery.deliverer import Deliverer, RateLimit, RetryPolicy, StepResult, Worker
+from minlog.core.sealing import Keys, Sealer
+from minlog.delivery.deliverer import Deliverer, StepResult
+from minlog.delivery.policy import RateLimit, RetryPolicy
+from minlog.delivery.worker import Worker
 from minlog.errors import ConfigurationError, ValidationError
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
-from minlog.minlog2 import Transport
-from minlog.minlog2.registration import (
-    ORGANISATION_SOURCES,
-    SCHEMA_VERSIONS,
-    Registration,
-    check_schema_source,
-)
-from minlog.store import OutboxEntry, Store, open_store
+from minlog.keyfile import load_or_create_key
+from minlog.minlog2 import entry as _entry
+from minlog.minlog2.registration import SCHEMA_VERSIONS, Registration, check_access
+from minlog.minlog2.transport import Transport
+from minlog.store import NewEntry, OutboxEntry, Store, is_postgres_url, open_store
 
-__all__ = ["DeadLetterInfo", "MinLog", "Stats"]
+__all__ = ["MinLog", "Options"]
+
+log = logging.getLogger("minlog")
 
 _ACCEPT_CHUNK: Final = 5000
 _blake2b = hashlib.blake2b
 
 
+class Options(TypedDict, total=False):
+    """The keyword options of `MinLog` and `MinLog.open` (see `MinLog` for each)."""
+
+    schema_version: str | None
+    hot_days: int
+    horizon_days: int
+    late_days: int
+    beyond_horizon: BeyondHorizon
+    max_future_skew: float
+    batch_size: int
+    retry: RetryPolicy | None
+    rate_limit: RateLimit | None
+    lease_seconds: float
+    retention_days: int
+    poll: float
+    delivery_threads: int
+    exit_timeout: float
+    clock: Clock
+    start_worker: bool
+
+
 class MinLog:
     """Records accesses and delivers the first of each (employee, citizen, day) to MinLog2.
 
-    Create it with `MinLog.open`. Thread-safe.
+    Create it with `MinLog.open`. Thread-safe. Options (all keyword-only):
+
+    * ``schema_version``: ``"20250312"`` or ``"20230425"`` (default: the transport's
+      ``version``, else ``"20250312"``); every access is held to that version's rules
+      before it is stored.
+    * ``hot_days`` (3): days held in memory (today and the days before it).
+    * ``horizon_days`` (35): the dedup horizon; within it the answer is exact on every
+      store, across processes and hosts. The store keeps the largest horizon any instance
+      asked for, and never prunes inside it.
+    * ``late_days`` (4): late days (inside the horizon, before the hot window) whose
+      learned keys memory keeps.
+    * ``beyond_horizon`` (``"deliver"``): an access older than the horizon is delivered
+      (still deduplicated while the store holds its day) and counted in
+      ``stats().beyond_horizon``; ``"refuse"`` makes it a `ValidationError`.
+    * ``max_future_skew`` (300 s): how far after the clock an access may lie.
+    * ``batch_size`` (500), ``retry`` (`RetryPolicy`), ``rate_limit`` (`RateLimit` or
+      None), ``lease_seconds`` (120), ``delivery_threads`` (1), ``poll`` (1 s): delivery.
+    * ``retention_days`` (730): entries older than MinLog2 keeps logs are not sent; they
+      become dead letters (``minlog:beyond-retention``).
+    * ``exit_timeout`` (5 s): the final flush at interpreter exit or ``with`` exit.
+    * ``clock`` (the system's): the one clock every part asks (`minlog.Clock`).
+    * ``start_worker`` (True): deliver on background threads; False for processes that
+      only record (a separate delivery process drains the store).
     """
 
     def __init__(
@@ -66,23 +120,36 @@ class MinLog:
         system_name: str,
         master_key: bytes,
         identity: IdentityPolicy | IdentityFormatter | None = None,
-        schema_version: str = SCHEMA_VERSIONS[0],
-        retention_days: int = DEFAULT_RETENTION_DAYS,
+        schema_version: str | None = None,
+        hot_days: int = DEFAULT_HOT_DAYS,
+        horizon_days: int = DEFAULT_HORIZON_DAYS,
+        late_days: int = DEFAULT_LATE_DAYS,
+        beyond_horizon: BeyondHorizon = "deliver",
         max_future_skew: float = 300.0,
         batch_size: int = 500,
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
         lease_seconds: float = 120.0,
+        retention_days: int = 730,
         poll: float = 1.0,
         delivery_threads: int = 1,
         exit_timeout: float = 5.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         start_worker: bool = True,
     ) -> None:
+        transport_version = getattr(transport, "version", None)
+        if not isinstance(transport_version, str):
+            transport_version = None
+        if schema_version is None:
+            schema_version = transport_version or SCHEMA_VERSIONS[0]
         if schema_version not in SCHEMA_VERSIONS:
             raise ConfigurationError(f"schema_version must be one of {', '.join(SCHEMA_VERSIONS)}")
-        if retention_days < 1:
-            raise ConfigurationError("retention_days must be at least 1")
+        if transport_version is not None and transport_version != schema_version:
+            raise ConfigurationError(
+                f"schema_version {schema_version} differs from the transport's version "
+                f"{transport_version}: give both the same")
+        if not isinstance(clock, Clock):
+            raise ConfigurationError("clock: must be a minlog.Clock (time() and monotonic())")
         try:
             Registration(system_name=system_name, activity="x", person_identifier="0101901234",
                          user_person_identifier="0101901234",
@@ -93,26 +160,36 @@ class MinLog:
         self.transport = transport
         self.system_name = system_name
         self.schema_version = schema_version
-        self._org_sources = ORGANISATION_SOURCES[schema_version]
-        self.max_future_skew = max_future_skew
         self.exit_timeout = exit_timeout
         self._clock = clock
-        self._keys = Keys(master_key)
-        self._sealer = Sealer(self._keys.seal)
-        self._keymaker = KeyMaker(self._keys.dedup)
+        keys = Keys(master_key)
+        self._sealer = Sealer(keys.seal)
         if identity is None:
             identity = IdentityPolicy()
         elif not isinstance(identity, IdentityPolicy):
             identity = IdentityPolicy(default=identity)
-        subject_key = self._keys.subject
+        subject_key = keys.subject
         self._identity: BoundIdentity = identity.bind(
             store,
             subject=lambda e: _blake2b(f"{e.source}\x1f{e.id}".encode(), key=subject_key,
                                        digest_size=16).digest(),
             seal=self._sealer.seal, unseal=self._sealer.unseal,
         )
-        self._days = CopenhagenDays()
-        self._scanner = Scanner(self._keymaker.prefix, self._days, max_future_skew)
+        try:
+            self._ledger = Ledger(
+                KeyMaker(keys.dedup), now=clock.time(), hot_days=hot_days,
+                horizon_days=horizon_days, late_days=late_days,
+                max_future_skew=max_future_skew, beyond_horizon=beyond_horizon)
+            self._deliverer = Deliverer(
+                store, transport, self._open_entry, batch_size=batch_size, retry=retry,
+                rate_limit=rate_limit, lease_seconds=lease_seconds,
+                retention_days=retention_days, clock=clock)
+            self._worker = Worker(self._deliverer, poll=poll, threads=delivery_threads,
+                                  on_step=self._after_step)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from None
+        #: The store's horizon: the largest any instance on it asked for.
+        self.horizon_days = store.horizon_days(horizon_days)
         self._fast_dups = itertools.count()
         self._lock = threading.RLock()
         self._progress = threading.Condition()
@@ -121,22 +198,16 @@ class MinLog:
         self._accepting = 0
         self._idle = threading.Condition(self._lock)
         self._start_worker = start_worker
-        self._counters = {"recorded": 0, "first_of_day": 0, "duplicates": 0, "late": 0}
-        self._deliverer = Deliverer(
-            store, transport, self._unseal_entry, batch_size=batch_size, retry=retry,
-            rate_limit=rate_limit, lease_seconds=lease_seconds, clock=clock,
-        )
+        self._counters = {"recorded": 0, "first_of_day": 0, "duplicates": 0, "late": 0,
+                          "beyond_horizon": 0}
         self._poll = poll
         self._threads = delivery_threads
-        self._worker = Worker(self._deliverer, poll=poll, threads=delivery_threads,
-                              on_step=self._after_step)
         self._pid = os.getpid()
-        today = self._days.of_timestamp(clock())
-        self._hot = HotSet(today, retention_days)
-        #: Store upkeep owed for a new day, ``(today, first day kept)``: done by the
-        #: delivery worker after its next step, off the caller's path.
-        self._upkeep: tuple[int, int] | None = (today, self._hot.window().start)
-        store.load(self._hot)
+        #: The day whose store upkeep (partitions ahead, pruning beyond the horizon) is
+        #: done; the delivery worker does it for a new day after its next step.
+        self._upkept = 0
+        for day in self._ledger.hot_window():
+            self._ledger.remember_day(day, store.keys_of(day))
         self._committer = self._make_committer()
         _lifecycle.register(self)
         if start_worker:
@@ -154,7 +225,7 @@ class MinLog:
         identity: IdentityPolicy | IdentityFormatter | None = None,
         key: bytes | str | os.PathLike[str] | None = None,
         store_options: dict[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[Options],
     ) -> MinLog:
         """Open (creating when needed) the store at ``target`` and start delivering.
 
@@ -162,20 +233,17 @@ class MinLog:
         the master secret: 32 bytes, or the path of a key file (created, mode 0600, when
         missing). For a SQLite file the default is ``<file>.key`` beside it; a PostgreSQL
         store needs it given, so that every host uses the same secret. ``options`` are the
-        keyword arguments of `MinLog` (``batch_size``, ``retry``, ``rate_limit``, ...).
+        keyword options of `MinLog` (`Options`).
         """
         if isinstance(key, bytes):
             master = key
         elif key is not None:
             master = load_or_create_key(key)
-        elif isinstance(target, str | os.PathLike) and not os.fspath(target).startswith(
-            ("postgresql://", "postgres://")
-        ):
+        elif isinstance(target, str | os.PathLike) and not is_postgres_url(target):
             master = load_or_create_key(Path(os.fspath(target) + ".key"))
         else:
             raise ConfigurationError(
-                "key: give the master secret (bytes or a key file path) for this store"
-            )
+                "key: give the master secret (bytes or a key file path) for this store")
         store = open_store(target, **(store_options or {}))
         try:
             return cls(store, transport, system_name=system_name, master_key=master,
@@ -191,6 +259,10 @@ class MinLog:
                  tb: TracebackType | None) -> None:
         self.close(timeout=self.exit_timeout)
 
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<minlog.MinLog {self.system_name!r} on {type(self.store).__name__} ({state})>"
+
     # ------------------------------------------------------------------ recording
 
     def record(self, access: Access) -> bool:
@@ -201,8 +273,8 @@ class MinLog:
         if self._closed:
             self._check_open()
         batch = (access,)
-        now = self._clock()
-        cands = self._scanner.scan(batch, self._hot.days, now)
+        now = self._clock.time()
+        cands = self._ledger.scan(batch, now)
         if not cands:  # a duplicate, answered from memory
             next(self._fast_dups)
             return False
@@ -213,15 +285,15 @@ class MinLog:
         any is stored: one bad access raises `ValidationError` and stores nothing."""
         batch = accesses if isinstance(accesses, list | tuple) else list(accesses)
         self._check_open()
-        now = self._clock()
-        return self._record(batch, self._scanner.scan(batch, self._hot.days, now), now)
+        now = self._clock.time()
+        return self._record(batch, self._ledger.scan(batch, now), now)
 
     def _record(self, batch: Sequence[Access], cands: list[Candidate], now: float
                 ) -> list[bool]:
         results = [False] * len(batch)
         if cands:
             self._accept(batch, cands, now, results)
-        firsts = sum(1 for i, _, _ in cands if results[i])
+        firsts = sum(1 for c in cands if results[c.position])
         with self._lock:
             c = self._counters
             c["recorded"] += len(batch)
@@ -229,65 +301,59 @@ class MinLog:
             c["first_of_day"] += firsts
         return results
 
-    def _accept(self, batch: Sequence[Access], cands: list[tuple[int, int, bytes]], now: float,
+    def _accept(self, batch: Sequence[Access], cands: list[Candidate], now: float,
                 results: list[bool]) -> None:
-        """Seal the candidates' registrations and accept them in the store, in one
-        transaction with those of other threads that wait meanwhile (`GroupCommit`); the
-        store adds their keys to the hot set once committed."""
+        """Build and seal the candidates' logs (a bad name or a schema rule stores
+        nothing), append them in one transaction with those of other threads waiting
+        meanwhile, and let the ledger learn the answers."""
+        identity, version, system = self._identity, self.schema_version, self.system_name
+        encode = _entry.encode_access
+        plain = []
+        for c in cands:
+            a = batch[c.position]
+            check_access(a, version)
+            name, role = identity(a.employee, a.organisation)
+            plain.append((encode(a, system, c.key.hex(), name, role), c.key))
+        sealed = self._sealer.seal_many(plain)
+        entries = [NewEntry(c.day, c.key, blob) for c, blob in zip(cands, sealed, strict=True)]
         with self._lock:
             self._check_open()
-            self._advance(now)
-            hot = self._hot
-            pending: list[tuple[int, int, bytes]] = []
-            for i, day, key in cands:
-                if hot.contains(day, key):  # another thread won the race
-                    continue
-                pending.append((i, day, key))
-            # Build everything first: a bad name or schema fault stores nothing.
-            identity, encode = self._identity, _payload.encode
-            sources, system = self._org_sources, self.system_name
-            plain = []
-            for i, _, key in pending:
-                a = batch[i]
-                o = a.organisation
-                if o.source not in sources:
-                    check_schema_source(o.source, self.schema_version)
-                name, role = identity(a.employee, o)
-                plain.append((encode(a, system, key.hex(), name, role), key))
-            sealed = [(day, key, blob) for (_, day, key), blob
-                      in zip(pending, self._sealer.seal_many(plain), strict=True)]
-            if not sealed:
-                return
             self._accepting += 1
         try:
-            # One transaction with the candidates of other threads waiting meanwhile; the
-            # store puts the keys (and other processes' news) into the hot set.
-            answers = self._committer.submit(sealed, now)
+            answers = self._committer.submit(entries, now)
         finally:
             with self._lock:
                 self._accepting -= 1
                 if not self._accepting:
                     self._idle.notify_all()
-        late = 0
-        for (i, day, _), new in zip(pending, answers, strict=True):
-            results[i] = new
-            late += new and hot.is_late(day)
-        if late:
+        self._ledger.learn((c.day, c.key) for c in cands)
+        late = beyond = 0
+        for c, new in zip(cands, answers, strict=True):
+            results[c.position] = new
+            if new:
+                late += c.late
+                beyond += c.beyond
+        if beyond:
+            log.warning("%d first-of-day logs older than the dedup horizon of %d days "
+                        "were accepted (beyond_horizon='deliver')", beyond,
+                        self._ledger.horizon_days)
+        if late or beyond:
             with self._lock:
                 self._counters["late"] += late
+                self._counters["beyond_horizon"] += beyond
         if any(answers):
             self._wake_worker()
 
     def _make_committer(self) -> GroupCommit:
-        store, hot = self.store, self._hot
-        return GroupCommit(lambda entries, now: store.accept(entries, now, hot), _ACCEPT_CHUNK)
+        return GroupCommit(self.store.append, _ACCEPT_CHUNK)
 
     def registration_for(self, access: Access, *, sequence_number: str | None = None
                          ) -> Registration:
         """The `Registration` this instance would send for ``access`` (identity applied)."""
+        check_access(access, self.schema_version)
         e, o, b = access.employee, access.organisation, access.on_behalf_of
         name, role = self._identity(e, o)
-        registration = Registration(
+        return Registration(
             system_name=self.system_name, activity=access.activity,
             person_identifier=access.citizen, person_identifier_source=access.citizen_source,
             person_name=access.citizen_name,
@@ -303,16 +369,9 @@ class MinLog:
             on_behalf_of_user_role=b.role if b else None,
             filters=access.filters,
         )
-        check_schema_source(registration.organisation_id_source, self.schema_version)
-        return registration
 
-    def _unseal_entry(self, entry: OutboxEntry) -> Registration:
-        return _payload.decode(self._sealer.unseal(entry.payload, entry.key))
-
-    def _advance(self, now: float) -> None:
-        dropped = self._hot.advance(self._days.of_timestamp(now))
-        if dropped:
-            self._upkeep = (self._hot.today, self._hot.window().start)
+    def _open_entry(self, entry: OutboxEntry) -> _entry.Fields:
+        return _entry.decode_fields(self._sealer.unseal(entry.payload, entry.key))
 
     # ------------------------------------------------------------------ delivery
 
@@ -324,24 +383,32 @@ class MinLog:
             self._worker.wake()
 
     def _after_step(self, result: StepResult) -> None:
+        """After each delivery round: the store's upkeep for a new day, off the callers'
+        path."""
         try:
-            upkeep = self._upkeep
-            if upkeep is not None:
-                self._upkeep = None
-                try:
-                    self.store.prepare(upkeep[0])
-                    self.store.prune(upkeep[1])
-                except Exception:
-                    if self._upkeep is None:  # try again after the next step
-                        self._upkeep = upkeep
-                    raise
+            if self._upkept != self._ledger.today:
+                self.maintain()
         finally:
             with self._progress:
                 self._progress.notify_all()
 
+    def maintain(self) -> int:
+        """The store's upkeep for today: PostgreSQL's partitions for the days ahead, and
+        pruning the seen-set days beyond the store's horizon (never a day inside it).
+        The delivery worker does it after its first round of each day; a process that
+        only records (``start_worker=False``) may call it. Returns the keys pruned."""
+        self._check_open()
+        self._ledger.advance(self._clock.time())
+        today = self._ledger.today
+        self.store.prepare(today)
+        pruned = self.store.prune(today - self.horizon_days + 1)
+        self._upkept = today
+        return pruned
+
     def step(self) -> StepResult:
         """Run one delivery round in the calling thread (for ``drain`` and tests)."""
         self._check_open()
+        self._ledger.advance(self._clock.time())
         result = self._deliverer.step()
         self._after_step(result)
         return result
@@ -351,14 +418,15 @@ class MinLog:
         been delivered (no dead letters either); False at the timeout or when dead letters
         wait for an operator. ``timeout=None`` waits as long as it takes."""
         self._check_open()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        clock = self._clock
+        deadline = None if timeout is None else clock.monotonic() + timeout
         drive = not self._start_worker
         self._wake_worker()
         while True:
             counts = self.store.counts()
             if counts.pending + counts.in_flight == 0:
                 return counts.dead == 0
-            left = None if deadline is None else deadline - time.monotonic()
+            left = None if deadline is None else deadline - clock.monotonic()
             if left is not None and left <= 0:
                 return False
             if drive:
@@ -378,10 +446,11 @@ class MinLog:
         Idempotent."""
         if self._closed:
             return True
-        start = time.monotonic()
+        clock = self._clock
+        start = clock.monotonic()
 
         def left() -> float | None:
-            return None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            return None if timeout is None else max(0.0, timeout - (clock.monotonic() - start))
 
         with self._lock:  # the logs being committed now are delivered by the flush too
             self._idle.wait_for(lambda: not self._accepting, left())
@@ -404,24 +473,24 @@ class MinLog:
     def stats(self) -> Stats:
         """Counters of this instance and totals of the (possibly shared) outbox."""
         counts = self.store.counts()
-        now = self._clock()
+        now = self._clock.time()
         backlog = counts.pending + counts.in_flight
         limit = self._deliverer.rate_limit
         with self._lock:
             c = dict(self._counters)
-            hot_keys = len(self._hot)
         fast = _peek(self._fast_dups)
         c["recorded"] += fast
         c["duplicates"] += fast
         return Stats(
             recorded=c["recorded"], first_of_day=c["first_of_day"],
-            duplicates=c["duplicates"], late=c["late"], delivered=self._deliverer.delivered,
+            duplicates=c["duplicates"], late=c["late"], beyond_horizon=c["beyond_horizon"],
+            delivered=self._deliverer.delivered, resent_unknown=self._deliverer.unattributed,
             pending=counts.pending, in_flight=counts.in_flight, dead=counts.dead,
             oldest_pending_age=None if counts.oldest_pending is None
             else max(0.0, now - counts.oldest_pending),
             drain_seconds=(limit.drain_seconds(backlog, self._deliverer.batch_size)
                            if limit else None),
-            hot_keys=hot_keys, last_error=self._deliverer.last_error,
+            hot_keys=len(self._ledger), last_error=self._deliverer.last_error,
         )
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:
@@ -429,8 +498,7 @@ class MinLog:
         out = []
         for d in self.store.dead_letters(limit):
             try:
-                reg: Registration | None = self._unseal_entry(
-                    OutboxEntry(d.id, d.key, d.payload, d.attempts))
+                reg: Registration | None = _entry.decode(self._sealer.unseal(d.payload, d.key))
             except Exception:  # unreadable payloads are listed, not hidden
                 reg = None
             out.append(DeadLetterInfo(d.id, d.code, d.text, d.attempts, d.died_at, reg))
@@ -443,10 +511,15 @@ class MinLog:
 
     def redrive(self, ids: Sequence[int] | None = None) -> int:
         """Send dead letters again (all when ``ids`` is None); returns how many."""
-        n = self.store.redrive(ids, self._clock())
+        n = self.store.redrive(ids, self._clock.time())
         if n:
             self._wake_worker()
         return n
+
+    def today(self) -> int:
+        """The Copenhagen day (a date ordinal) of this instance's clock."""
+        self._ledger.advance(self._clock.time())
+        return self._ledger.today
 
     def _check_open(self) -> None:
         if self._closed:
@@ -475,7 +548,7 @@ class MinLog:
             hook = getattr(part, "after_fork", None)
             if hook is not None:
                 hook()
-        self._deliverer._lock = threading.Lock()
+        self._deliverer.lock = threading.Lock()
         self._worker = Worker(self._deliverer, poll=self._poll, threads=self._threads,
                               on_step=self._after_step)
 

@@ -14,19 +14,7 @@ import os
 import weakref
 from typing import Protocol
 
-__all__ = ["Managed", "abandon", "forget", "register"]
-
-#: What children inherited and must neither use nor let go (see `abandon`).
-_abandoned: list[object] = []
-
-
-def abandon(inherited: object) -> None:
-    """Keep ``inherited`` (a connection, pool or HTTP client the parent still uses) alive
-    in this forked child for good. Letting it be collected would close it from here: a
-    PostgreSQL connection would say goodbye to the server on the parent's session, a
-    SQLite connection would run its closing steps on the parent's files."""
-    _abandoned.append(inherited)
-
+__all__ = ["Managed", "forget", "register"]
 
 class Managed(Protocol):
     """What the lifecycle needs of an instance."""

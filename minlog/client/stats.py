@@ -11,13 +11,20 @@ __all__ = ["DeadLetterInfo", "Stats"]
 
 @attrs.frozen(slots=True)
 class Stats:
-    """A snapshot of one `MinLog` (counters since it was opened) and of the shared outbox."""
+    """A snapshot of one `MinLog` (counters since it was opened) and of the shared outbox.
+
+    ``late``: first-of-day logs of days before the hot window; ``beyond_horizon``: those
+    older than the dedup horizon (accepted under ``beyond_horizon="deliver"``);
+    ``resent_unknown``: entries sent again because the receiver left their fate unknown.
+    """
 
     recorded: int
     first_of_day: int
     duplicates: int
     late: int
+    beyond_horizon: int
     delivered: int
+    resent_unknown: int
     pending: int
     in_flight: int
     dead: int

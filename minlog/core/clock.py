@@ -8,6 +8,9 @@ reads ``time.time``, ``time.monotonic`` or ``datetime.now`` directly.
 * `SystemClock` is the real one (the default everywhere).
 * `FixedClock` holds the wall time a test sets (and moves), while monotonic time stays
   real, so that ``flush(timeout=...)`` still ends: a library "at a date".
+* `ShiftedClock` runs at real speed from a wall time it is given: a library "at a date"
+  whose leases and retry times still come due (several processes started with the
+  same date agree on it to within their start-up times).
 * `SimulatedClock` moves only when told to, wall and monotonic alike: for simulations
   (a day of delivery under a rate limit) that must not wait for real.
 """
@@ -19,7 +22,8 @@ import threading
 import time as _time
 from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "FixedClock", "SimulatedClock", "SystemClock", "utc_now"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "FixedClock", "ShiftedClock", "SimulatedClock", "SystemClock",
+           "utc_now"]
 
 
 @runtime_checkable
@@ -92,6 +96,24 @@ class FixedClock:
 
     def __repr__(self) -> str:
         return f"minlog.testing.FixedClock({utc_now(self).isoformat()!r})"
+
+
+class ShiftedClock:
+    """Real time, shifted so that it reads ``at`` when the clock is made."""
+
+    __slots__ = ("_offset",)
+
+    def __init__(self, at: float | _dt.datetime) -> None:
+        self._offset = _seconds(at) - _time.time()
+
+    def time(self) -> float:
+        return _time.time() + self._offset
+
+    def monotonic(self) -> float:
+        return _time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"minlog.testing.ShiftedClock({utc_now(self).isoformat()!r})"
 
 
 class SimulatedClock(FixedClock):

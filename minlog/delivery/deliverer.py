@@ -1,109 +1,57 @@
-"""Delivery: drain the outbox to the transport in batches, classify what fails.
+"""Delivery rounds: claim a batch from the outbox, send it, settle every entry.
 
-`Deliverer.step` does one round synchronously (claim, unseal, send, settle) and is what
-tests and ``minlog drain`` call; `Worker` runs steps on a background thread. `RetryPolicy`
-and `RateLimit` are frozen values that compute delays without sleeping.
+`Deliverer.step` does one round synchronously (claim, open, send, settle) and is what
+`minlog.delivery.worker.Worker` runs on its threads and ``minlog drain`` calls directly.
+The entries travel as they are stored (`minlog.minlog2.entry.Batch`): validated once,
+when accepted, and written to XML straight from their fields.
 
-Outcomes per entry: acked (delivered), retried later (transient fault: outage, timeout,
-5xx, 429, or any unexpected exception), or dead-lettered with the receiver's fault code
-and text (a per-entry fault, or a permanent request fault isolated to that one entry by
-splitting the batch). Nothing is ever dropped: an outbox reports and keeps.
+Outcomes per entry: acked (the receiver took it), retried later (transient fault: outage,
+timeout, 5xx, 429, or any unexpected exception), or a dead letter with a reason:
+
+* the receiver refused the entry (its fault code and text), or refused the whole request
+  for good and splitting the batch isolated this entry;
+* ``minlog:unreadable``: its payload cannot be opened (wrong key, altered data);
+* ``minlog:beyond-retention``: it is older than MinLog2 keeps logs (two years by default),
+  so sending it is pointless.
+
+An entry whose fate the receiver leaves unknown (a failure that names no SequenceNumber,
+or fewer entries added and failed than sent) is never acked: the entries it may be are
+sent again in halves until each one's fate is known. Nothing is ever dropped: an outbox
+reports and keeps. Only the lease that claimed an entry settles it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
 import attrs
 
+from minlog.core.clock import SYSTEM_CLOCK, Clock
+from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
-from minlog.minlog2 import Transport
-from minlog.minlog2.registration import Registration
-from minlog.store import OutboxEntry, Store
+from minlog.minlog2 import entry as _entry
+from minlog.minlog2.transport import BatchResult, Transport
+from minlog.store.base import OutboxEntry, Store
 
-__all__ = ["Deliverer", "RateLimit", "RetryPolicy", "StepResult", "Worker"]
+__all__ = ["BEYOND_RETENTION", "UNREADABLE", "Deliverer", "StepResult"]
 
 log = logging.getLogger("minlog.delivery")
 
 UNREADABLE: Final = "minlog:unreadable"
+BEYOND_RETENTION: Final = "minlog:beyond-retention"
+_DATE_TIME: Final = _entry.FIELDS.index("date_time")
+_TO_DATE_TIME: Final = _entry.FIELDS.index("to_date_time")
+_SEQUENCE: Final = _entry.FIELDS.index("sequence_number")
+_DAY: Final = 86400.0
 
-
-@attrs.frozen(slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter; never gives up in time.
-
-    The n-th consecutive failure of an entry waits ``initial * multiplier**(n-1)`` seconds,
-    capped at ``maximum``, spread by ±``jitter`` (a fraction). A receiver's ``Retry-After``
-    is honoured as a floor.
-    """
-
-    initial: float = 1.0
-    multiplier: float = 2.0
-    maximum: float = 300.0
-    jitter: float = 0.2
-
-    def __attrs_post_init__(self) -> None:
-        if self.initial <= 0 or self.maximum < self.initial or self.multiplier < 1:
-            raise ValueError("RetryPolicy: need 0 < initial <= maximum and multiplier >= 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("RetryPolicy: jitter must be in [0, 1)")
-
-    def delay(
-        self,
-        attempt: int,
-        *,
-        retry_after: float | None = None,
-        rand: Callable[[], float] = random.random,
-    ) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        exponent = min(max(attempt, 1) - 1, 64)
-        base = min(self.maximum, self.initial * self.multiplier**exponent)
-        spread = base * self.jitter * (2 * rand() - 1)
-        wait = base + spread
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        return max(wait, 0.0)
-
-
-@attrs.frozen(slots=True)
-class RateLimit:
-    """At most ``requests`` sends in any window of ``per`` seconds.
-
-    MinLog2's public operating guidance is about 20 requests an hour of about 500 entries
-    each (`RateLimit.guidance()`): 10,000 entries an hour. A stricter limit protects the
-    shared service; a backlog larger than the limit can drain shows in ``stats()``.
-    """
-
-    requests: int
-    per: float
-
-    def __attrs_post_init__(self) -> None:
-        if self.requests < 1 or self.per <= 0:
-            raise ValueError("RateLimit: requests >= 1 and per > 0")
-
-    @classmethod
-    def guidance(cls) -> RateLimit:
-        """The public guidance: 20 requests per hour."""
-        return cls(20, 3600.0)
-
-    def wait(self, sent_at: Sequence[float], now: float) -> float:
-        """Seconds until one more request is allowed, given the send times so far."""
-        recent = [t for t in sent_at if t > now - self.per]
-        if len(recent) < self.requests:
-            return 0.0
-        return recent[-self.requests] + self.per - now
-
-    def drain_seconds(self, entries: int, batch_size: int) -> float:
-        """Seconds needed to send ``entries`` at this limit."""
-        requests = -(-entries // batch_size)
-        return max(0.0, (requests - self.requests) * self.per / self.requests)
+#: Opens a leased entry: its stored fields (raises `StoreError` or `ValueError` when the
+#: payload cannot be opened).
+Opener = Callable[[OutboxEntry], _entry.Fields]
 
 
 @attrs.frozen(slots=True)
@@ -126,49 +74,60 @@ class _Tally:
     requests: int = 0
 
 
+_Item = tuple[OutboxEntry, _entry.Fields]
+
+
 class Deliverer:
-    """Delivery rounds; several threads may call `step` at once (the store's claims are
-    exclusive; the rate limit and the counters are shared under a lock)."""
+    """Delivery rounds; several threads may call `step` at once (claims are exclusive;
+    the rate limit and the counters are shared under a lock)."""
 
     def __init__(
         self,
         store: Store,
         transport: Transport,
-        unseal: Callable[[OutboxEntry], Registration],
+        open_entry: Opener,
         *,
         batch_size: int = 500,
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
         lease_seconds: float = 120.0,
-        clock: Callable[[], float] = time.time,
+        retention_days: int = 730,
+        clock: Clock = SYSTEM_CLOCK,
         rand: Callable[[], float] = random.random,
     ) -> None:
         if not 1 <= batch_size <= 10_000:
             raise ValueError("batch_size must be between 1 and 10000")
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        if retention_days < 1:
+            raise ValueError("retention_days must be at least 1")
         self.store = store
         self.transport = transport
-        self.unseal = unseal
+        self.open_entry = open_entry
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
         self.rate_limit = rate_limit
         self.lease_seconds = lease_seconds
+        self.retention_days = retention_days
         self.clock = clock
         self.rand = rand
         self.sent_at: deque[float] = deque(maxlen=rate_limit.requests if rate_limit else 1)
         self.last_error: str | None = None
         self.delivered = 0
-        self._lock = threading.Lock()
+        #: Entries sent again because the receiver left their fate unknown.
+        self.unattributed = 0
+        self.lock = threading.Lock()
 
     def rate_wait(self, now: float) -> float:
         if self.rate_limit is None:
             return 0.0
-        with self._lock:
+        with self.lock:
             return self.rate_limit.wait(list(self.sent_at), now)
 
     def _reserve(self) -> float:
         """Take a send slot under the rate limit: 0 when taken, else seconds to wait."""
-        with self._lock:
-            now = self.clock()
+        with self.lock:
+            now = self.clock.monotonic()
             if self.rate_limit is not None:
                 wait = self.rate_limit.wait(list(self.sent_at), now)
                 if wait > 0:
@@ -178,52 +137,62 @@ class Deliverer:
 
     def step(self) -> StepResult:
         """Claim one batch of due entries and settle every one of them."""
-        now = self.clock()
-        wait = self.rate_wait(now)
+        now = self.clock.time()
+        wait = self.rate_wait(self.clock.monotonic())
         if wait > 0:
             return StepResult(wait=wait)
-        entries = self.store.claim(self.batch_size, self.lease_seconds, now)
-        if not entries:
+        lease = self.store.claim(self.batch_size, self.lease_seconds, now)
+        if not lease.entries:
             due = self.store.next_due()
             return StepResult(wait=None if due is None else max(0.0, due - now))
         tally = _Tally()
-        readable: list[tuple[OutboxEntry, Registration]] = []
-        unreadable: list[tuple[int, str, str]] = []
-        for e in entries:
+        ready: list[_Item] = []
+        dead: list[tuple[int, str, str]] = []
+        oldest = _entry.seconds_text(now - self.retention_days * _DAY)
+        for e in lease.entries:
             try:
-                readable.append((e, self.unseal(e)))
-            except (StoreError, ValueError, json.JSONDecodeError) as exc:
-                unreadable.append((e.id, UNREADABLE, str(exc)))
-        if unreadable:
-            self.store.bury(unreadable, self.clock())
-            tally.dead += len(unreadable)
-        if readable:
-            self._deliver(readable, tally)
-        with self._lock:
+                fields = self.open_entry(e)
+            except (StoreError, ValueError) as exc:
+                dead.append((e.id, UNREADABLE, str(exc)))
+                continue
+            when = fields[_DATE_TIME] or fields[_TO_DATE_TIME]
+            if when[:19] < oldest:  # both UTC, same form: text order is time order
+                dead.append((e.id, BEYOND_RETENTION, f"older than MinLog2's retention of "
+                             f"{self.retention_days} days: not sent"))
+                continue
+            ready.append((e, fields))
+        if dead:
+            self.store.bury(lease.token, dead, self.clock.time())
+            tally.dead += len(dead)
+            log.warning("%d entries became dead letters before sending (%s)", len(dead),
+                        ", ".join(sorted({code for _, code, _ in dead})))
+        if ready:
+            self._deliver(lease.token, ready, tally)
+        with self.lock:
             self.delivered += tally.acked
-        return StepResult(len(entries), tally.acked, tally.retried, tally.dead, tally.requests,
-                          wait=0.0)
+        return StepResult(len(lease.entries), tally.acked, tally.retried, tally.dead,
+                          tally.requests, wait=0.0)
 
-    def _deliver(self, batch: list[tuple[OutboxEntry, Registration]], tally: _Tally) -> None:
+    def _deliver(self, lease: str, batch: list[_Item], tally: _Tally) -> None:
         ids = [e.id for e, _ in batch]
         wait = self._reserve()
         if wait > 0:  # a split must respect the limit too: try the rest later
-            self.store.retry(ids, self.clock() + wait)
+            self.store.retry(lease, ids, self.clock.time() + wait)
             tally.retried += len(ids)
             return
         tally.requests += 1
         try:
-            result = self.transport.send([r for _, r in batch])
+            result = self.transport.send(_entry.Batch([f for _, f in batch]))
         except PermanentDeliveryError as exc:
             self.last_error = f"request rejected: {exc}"
             if len(batch) == 1:
                 e = batch[0][0]
-                self.store.bury([(e.id, exc.code or "request-rejected", str(exc))], self.clock())
+                self.store.bury(lease, [(e.id, exc.code or "request-rejected", str(exc))],
+                                self.clock.time())
                 tally.dead += 1
+                log.warning("dead letter %d: the receiver refused it (%s)", e.id, exc.code)
                 return
-            half = len(batch) // 2  # isolate the bad entries instead of burying good ones
-            self._deliver(batch[:half], tally)
-            self._deliver(batch[half:], tally)
+            self._halves(lease, batch, tally)  # isolate the bad entries
             return
         except Exception as exc:  # transient (or unknown): keep the batch, retry later
             retry_after = exc.retry_after if isinstance(exc, TransientDeliveryError) else None
@@ -232,87 +201,53 @@ class Deliverer:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("delivery failed (attempt %d), retrying in %.1f s: %s",
                         attempts, delay, self.last_error)
-            self.store.retry(ids, self.clock() + delay)
+            self.store.retry(lease, ids, self.clock.time() + delay)
             tally.retried += len(ids)
             return
-        by_seq = {r.sequence_number: e for e, r in batch}
-        failed = [(by_seq[f.sequence_number].id, f.code, f.text)
-                  for f in result.failed if f.sequence_number in by_seq]
-        unknown = len(result.failed) - len(failed)
-        if unknown:
-            log.warning("receiver named %d failed entries that were not in the batch", unknown)
+        self._settle(lease, batch, result, tally)
+
+    def _settle(self, lease: str, batch: list[_Item], result: BatchResult,
+                tally: _Tally) -> None:
+        by_seq = {f[_SEQUENCE]: e for e, f in batch}
+        failed: dict[int, tuple[int, str, str]] = {}
+        unnamed = []
+        for f in result.failed:
+            e = by_seq.get(f.sequence_number)
+            if e is None:
+                unnamed.append(f)
+            else:
+                failed[e.id] = (e.id, f.code, f.text)
+        rest = [(e, f) for e, f in batch if e.id not in failed]
+        added = result.number_added
+        unknown = bool(unnamed) or (added is not None and added < len(rest))
         if failed:
-            self.store.bury(failed, self.clock())
+            self.store.bury(lease, list(failed.values()), self.clock.time())
             tally.dead += len(failed)
-            self.last_error = f"{len(failed)} entries rejected, e.g. {failed[0][1]}"
-        dead_ids = {i for i, _, _ in failed}
-        ok = [i for i in ids if i not in dead_ids]
-        self.store.ack(ok)
-        tally.acked += len(ok)
+            first = next(iter(failed.values()))
+            self.last_error = f"{len(failed)} entries refused, e.g. {first[1]}"
+            log.warning("%d dead letters: the receiver refused them (e.g. %s)",
+                        len(failed), first[1])
+        if not unknown:
+            self.store.ack(lease, [e.id for e, _ in rest])
+            tally.acked += len(rest)
+            return
+        # Some entry's fate is unknown: never ack it. One entry left: it is the one.
+        if len(rest) == 1:
+            e = rest[0][0]
+            code, text = ((unnamed[0].code, unnamed[0].text) if unnamed
+                          else ("minlog:not-added", "the receiver neither added nor refused it"))
+            self.store.bury(lease, [(e.id, code, text)], self.clock.time())
+            tally.dead += 1
+            log.warning("dead letter %d: the receiver refused it without naming it (%s)",
+                        e.id, code)
+            return
+        self.unattributed += len(rest)
+        self.last_error = (f"the receiver left the fate of {len(rest)} entries unknown "
+                           "(a failure without SequenceNumber): sending them again in halves")
+        log.warning("%s", self.last_error)
+        self._halves(lease, rest, tally)
 
-
-class Worker:
-    """Runs `Deliverer.step` on a daemon thread until stopped.
-
-    ``wake()`` after new work; the thread also polls every ``poll`` seconds, since other
-    processes may add work to a shared store. Store errors are logged, kept in
-    ``last_error`` and retried after a pause: the worker never dies of them.
-    """
-
-    def __init__(self, deliverer: Deliverer, *, poll: float = 1.0, threads: int = 1,
-                 on_step: Callable[[StepResult], None] | None = None) -> None:
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
-        self.deliverer = deliverer
-        self.poll = poll
-        self.threads = threads
-        self.on_step = on_step
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._start_lock = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
-
-    def start(self) -> None:
-        with self._start_lock:
-            if self.running:
-                return
-            self._stop.clear()
-            self._threads = [
-                threading.Thread(target=self._run, name=f"minlog-delivery-{i}", daemon=True)
-                for i in range(self.threads)
-            ]
-            for t in self._threads:
-                t.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float | None) -> bool:
-        """Ask the thread to stop after its current step; True when it has stopped."""
-        self._stop.set()
-        self._wake.set()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for t in self._threads:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not self.running
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                result = self.deliverer.step()
-                if self.on_step is not None:
-                    self.on_step(result)
-            except Exception as exc:
-                self.deliverer.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("delivery step failed; retrying: %s", self.deliverer.last_error)
-                result = StepResult(wait=self.poll)
-            if result.claimed:
-                continue
-            wait = self.poll if result.wait is None else min(result.wait, self.poll)
-            if wait > 0:
-                self._wake.wait(wait)
-                self._wake.clear()
+    def _halves(self, lease: str, batch: list[_Item], tally: _Tally) -> None:
+        half = len(batch) // 2
+        self._deliver(lease, batch[:half], tally)
+        self._deliver(lease, batch[half:], tally)

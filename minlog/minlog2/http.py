@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.hazmat.primitives import serialization
 
-from minlog.client import lifecycle as _lifecycle
+from minlog import forking
 from minlog.errors import ConfigurationError, DeliveryError, TransientDeliveryError
 from minlog.minlog2 import idcard as _dgws
 from minlog.minlog2 import wire as _wire
@@ -131,7 +131,7 @@ class Minlog2Transport:
 
     def after_fork(self) -> None:
         """In a forked child: a fresh connection pool (never the parent's sockets)."""
-        _lifecycle.abandon(self._client)
+        forking.abandon(self._client)
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ the card

@@ -13,20 +13,33 @@ __all__ = ["MemoryTransport"]
 
 
 class MemoryTransport:
-    """Delivers into the ``delivered`` list (thread-safe).
+    """Delivers into memory (thread-safe): ``delivered`` lists the registrations received,
+    in order, made from the batches only when it is read (so that keeping them costs the
+    delivery worker nothing); ``count`` is how many; ``batches`` each batch's size.
 
     ``reject`` may name entries to refuse: a callable returning a fault code for a
     registration it refuses, or None to accept it. ``fail_next(error, times)`` makes the
-    next sends raise ``error`` (for outage tests). ``batches`` records each batch's size.
+    next sends raise ``error`` (for outage tests).
     """
 
     def __init__(self, reject: Callable[[Registration], str | None] | None = None) -> None:
-        self.delivered: list[Registration] = []
         self.batches: list[int] = []
+        self.count = 0
         self.reject = reject
         self.closed = False
         self._lock = threading.Lock()
         self._failures: list[DeliveryError] = []
+        self._kept: list[Sequence[Registration]] = []
+        self._delivered: list[Registration] = []
+
+    @property
+    def delivered(self) -> list[Registration]:
+        """Every registration received, in order."""
+        with self._lock:
+            for batch in self._kept:
+                self._delivered.extend(batch)
+            self._kept.clear()
+            return list(self._delivered)
 
     def fail_next(self, error: DeliveryError, times: int = 1) -> None:
         """Raise ``error`` from the next ``times`` calls to `send`."""
@@ -37,15 +50,22 @@ class MemoryTransport:
         with self._lock:
             if self._failures:
                 raise self._failures.pop(0)
+            self.batches.append(len(registrations))
+            if self.reject is None:
+                self._kept.append(registrations)
+                self.count += len(registrations)
+                return BatchResult((), len(registrations))
             failed: list[EntryFailure] = []
+            kept: list[Registration] = []
             for r in registrations:
-                code = self.reject(r) if self.reject is not None else None
+                code = self.reject(r)
                 if code is None:
-                    self.delivered.append(r)
+                    kept.append(r)
                 else:
                     failed.append(EntryFailure(r.sequence_number or "", code, "rejected"))
-            self.batches.append(len(registrations))
-            return BatchResult(tuple(failed), len(registrations) - len(failed))
+            self._kept.append(kept)
+            self.count += len(kept)
+            return BatchResult(tuple(failed), len(kept))
 
     def close(self) -> None:
         self.closed = True

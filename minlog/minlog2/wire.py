@@ -21,12 +21,12 @@ import threading
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Final
-from xml.sax.saxutils import escape as _escape
 
 from lxml import etree
 
 from minlog.core.rules import EARLIEST
 from minlog.errors import PermanentDeliveryError, TransientDeliveryError, ValidationError
+from minlog.minlog2.entry import DESTINATION, Batch, entry_xml, fields_of
 from minlog.minlog2.registration import ORGANISATION_SOURCES, Registration, check_schema_source
 from minlog.minlog2.transport import BatchResult, EntryFailure
 
@@ -55,31 +55,7 @@ NAMESPACES: Final = {
 SOAP_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 _ENV: Final = f"{{{SOAP_NS}}}"
 
-#: (element, attribute of Registration, source attribute or None), in schema order.
-_DEST: Final[tuple[tuple[str, str, str | None], ...]] = (
-    ("SystemName", "system_name", None),
-    ("Activity", "activity", None),
-    ("Reason", "reason", None),
-    ("Addition", "addition", None),
-    ("Criticality", "criticality", None),
-    ("DateTime", "date_time", None),
-    ("FromDateTime", "from_date_time", None),
-    ("ToDateTime", "to_date_time", None),
-    ("OrganisationId", "organisation_id", "organisation_id_source"),
-    ("OrganisationName", "organisation_name", None),
-    ("PersonIdentifier", "person_identifier", "person_identifier_source"),
-    ("PersonName", "person_name", None),
-    ("CorrelationId", "correlation_id", None),
-    ("SequenceNumber", "sequence_number", None),
-    ("UserPersonIdentifier", "user_person_identifier", "user_person_identifier_source"),
-    ("UserPersonName", "user_person_name", None),
-    ("UserRole", "user_role", None),
-    ("OnBehalfOfPersonIdentifier", "on_behalf_of_person_identifier",
-     "on_behalf_of_person_identifier_source"),
-    ("OnBehalfOfPersonName", "on_behalf_of_person_name", None),
-    ("OnBehalfOfUserRole", "on_behalf_of_user_role", None),
-)
-_BY_ELEMENT: Final = {e: (a, s) for e, a, s in _DEST}
+_BY_ELEMENT: Final = {e: (a, s) for e, a, s in DESTINATION}
 _TIMES: Final = frozenset({"date_time", "from_date_time", "to_date_time"})
 
 _PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
@@ -90,19 +66,6 @@ def _version(version: str) -> str:
     if version not in NAMESPACES:
         raise ValidationError("schema_version", f"must be one of {', '.join(NAMESPACES)}")
     return NAMESPACES[version]
-
-
-def _time(value: _dt.datetime) -> str:
-    return value.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-_QUOTE: Final = {'"': "&quot;"}
-
-
-def _esc(value: str, extra: dict[str, str] | None = None) -> str:
-    if "&" in value or "<" in value or ">" in value or (extra and '"' in value):
-        return _escape(value, extra) if extra else _escape(value)
-    return value
 
 
 def parse_xml(body: bytes, *, what: str = "body") -> etree._Element:
@@ -131,36 +94,17 @@ def check_batch(registrations: Sequence[Registration], version: str = DEFAULT_VE
 
 
 def _request_text(registrations: Sequence[Registration], version: str) -> str:
-    """The ``RegistrationRequest`` as text, built directly: every value has been validated
-    (no control characters) and is escaped here; element order follows `_DEST`."""
-    check_batch(registrations, version)
-    parts = [f'<ns:RegistrationRequest xmlns:ns="{_version(version)}">']
-    add = parts.append
-    for r in registrations:
-        add("<LogDataEntry>")
-        if r.source_correlation_id is not None or r.source_system_name is not None:
-            add("<Source>")
-            if r.source_correlation_id is not None:
-                add(f"<CorrelationId>{_esc(r.source_correlation_id)}</CorrelationId>")
-            if r.source_system_name is not None:
-                add(f"<SystemName>{_esc(r.source_system_name)}</SystemName>")
-            add("</Source>")
-        add("<Destination>")
-        for element, attribute, source_attribute in _DEST:
-            value = getattr(r, attribute)
-            if value is None:
-                continue
-            text = _time(value) if attribute in _TIMES else _esc(value)
-            if source_attribute is None:
-                add(f"<{element}>{text}</{element}>")
-            else:
-                add(f'<{element} source="{_esc(getattr(r, source_attribute), _QUOTE)}">'
-                    f"{text}</{element}>")
-        for f in r.filters:
-            add(f"<Filter>{_esc(f)}</Filter>")
-        add("</Destination></LogDataEntry>")
-    add("</ns:RegistrationRequest>")
-    return "".join(parts)
+    """The ``RegistrationRequest`` as text. A `Batch` from the outbox is written straight
+    from its stored fields (validated when accepted); other registrations are checked
+    first. `minlog.minlog2.entry.entry_xml` writes every entry."""
+    if isinstance(registrations, Batch):
+        if not registrations:
+            raise ValidationError("registrations", "a request holds at least one entry")
+        body = registrations.entries_xml()
+    else:
+        check_batch(registrations, version)
+        body = "".join(entry_xml(fields_of(r)) for r in registrations)
+    return f'<ns:RegistrationRequest xmlns:ns="{_version(version)}">{body}</ns:RegistrationRequest>'
 
 
 def encode_request(registrations: Sequence[Registration], *,

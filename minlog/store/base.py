@@ -1,17 +1,21 @@
-"""The `Store` protocol: the durable half of ``minlog`` (seen-set, outbox, dead letters, aliases).
+"""The `Store` protocol: what ``minlog`` keeps durably. Stores persist; they never decide.
 
-A store knows nothing of CPR numbers, names or XML. It holds:
+A store knows nothing of CPR numbers, names, XML or the ledger's memory. It holds:
 
-* the **seen-set**: ``(day, key)`` pairs, where ``day`` is the Copenhagen calendar day as a
-  proleptic Gregorian ordinal (`datetime.date.toordinal`) and ``key`` the 16-byte keyed
-  digest of (employee, citizen) for that day;
-* the **outbox**: one entry per first-of-day access, carrying an opaque ``payload`` (the
-  sealed `Registration`) and its ``key`` (whose hex is the entry's SequenceNumber);
-* **dead letters**: outbox entries the receiver rejected for good, with code and text;
-* **aliases**: codes issued by identity formatters, per scope, resolvable to a sealed id.
+* the **seen-set**: ``(day, key)`` pairs, ``day`` the Copenhagen calendar day as a date
+  ordinal, ``key`` the 16-byte keyed digest of (employee, citizen) for that day. A pair is
+  in it at most once: the store's unique key is what makes a key new, exactly once across
+  processes and hosts;
+* the **outbox**: one entry per new key, holding the sealed log (``payload``), its
+  ``tenant`` (the municipality it belongs to, ``""`` for a single one) and its delivery
+  state (pending, or leased to a worker until a time);
+* **dead letters**: outbox entries the receiver refused for good, with code and text;
+* **aliases**: codes issued by identity formatters, per scope, resolvable to a sealed id;
+* **settings** every instance on the store must agree on: the dedup horizon (the largest
+  any instance asked for; no day inside it is ever pruned).
 
-All times are POSIX seconds (floats) passed in by the caller, so tests control the clock.
-Every method either completes or raises `StoreError`; `accept` is one transaction.
+All times are POSIX seconds passed in by the caller (the clock is the caller's). Every
+method completes or raises `StoreError`; `append` is ONE transaction.
 """
 
 from __future__ import annotations
@@ -21,18 +25,16 @@ from typing import NamedTuple, Protocol
 
 import attrs
 
-from minlog.core.keys import HotSet
-
-__all__ = ["DeadLetter", "OutboxEntry", "Pending", "Store", "StoreCounts"]
+__all__ = ["DeadLetter", "Lease", "NewEntry", "OutboxEntry", "Store", "StoreCounts"]
 
 
-class Pending(NamedTuple):
-    """A first-of-day candidate handed to `Store.accept` (any ``(day, key, payload)``
-    tuple will do)."""
+class NewEntry(NamedTuple):
+    """A candidate handed to `Store.append`: its day and key, the sealed log, its tenant."""
 
     day: int
     key: bytes
     payload: bytes
+    tenant: str = ""
 
 
 @attrs.frozen(slots=True)
@@ -43,11 +45,23 @@ class OutboxEntry:
     key: bytes
     payload: bytes
     attempts: int
+    tenant: str = ""
+
+
+@attrs.frozen(slots=True)
+class Lease:
+    """What one `Store.claim` leased: its entries and the token that settles them. Only
+    the holder of the current lease may ack, retry or bury an entry: an entry whose lease
+    ran out and was claimed again belongs to the new lease."""
+
+    token: str
+    entries: tuple[OutboxEntry, ...]
+    until: float
 
 
 @attrs.frozen(slots=True)
 class DeadLetter:
-    """An outbox entry the receiver rejected for good."""
+    """An outbox entry the receiver refused for good."""
 
     id: int
     key: bytes
@@ -56,6 +70,7 @@ class DeadLetter:
     code: str
     text: str
     died_at: float
+    tenant: str = ""
 
 
 @attrs.frozen(slots=True)
@@ -69,49 +84,55 @@ class StoreCounts:
 
 
 class Store(Protocol):
-    """What `MinLog` needs from durable storage (SQLite file or PostgreSQL database)."""
+    """Durable storage for ``minlog`` (a SQLite file or a PostgreSQL database)."""
 
-    def load(self, memory: HotSet) -> None:
-        """Put every key the store holds for ``memory``'s window, and for the days after
-        it, into ``memory`` (when a `MinLog` opens)."""
+    # -------------------------------------------------------------- seen-set + outbox
+
+    def append(self, entries: Sequence[NewEntry], now: float) -> list[bool]:
+        """In ONE transaction: add each entry's ``(day, key)`` to the seen-set and, for
+        each pair that was not there before, put the entry in the outbox (due at once,
+        accepted at ``now``). Returns, in input order, True for the entries that were new;
+        a pair repeated inside ``entries`` counts once (the first). When this returns,
+        the answer is committed; when it raises, nothing of it is."""
         ...
 
-    def accept(self, entries: Sequence[tuple[int, bytes, bytes]], now: float,
-               memory: HotSet | None = None) -> list[bool]:
-        """In ONE transaction: add each ``(day, key)`` of ``(day, key, payload)`` to the
-        seen-set and, for each one that was not there before, enqueue its payload in the
-        outbox (due at once).
-
-        Returns, in input order, True for the entries that were new. Duplicate keys inside
-        ``entries`` count once (the first). When this returns, the result is committed,
-        and every entry's key whose day ``memory`` holds is in ``memory`` (the keys other
-        processes added may be put there too). ``memory`` is the caller's in-memory
-        seen-set, filled by `load`; without one the store answers from disk alone. A
-        store may lend ``memory`` what it holds of a late day (`HotSet.adopt`), so that
-        the day's repeats are answered from memory: every key memory holds must be one
-        the store holds (memory may answer "seen", never "new").
-        """
-        ...
-
-    def seen(self, day: int) -> set[bytes]:
+    def keys_of(self, day: int) -> set[bytes]:
         """Every key of ``day`` in the seen-set."""
         ...
 
-    def claim(self, limit: int, lease_seconds: float, now: float) -> list[OutboxEntry]:
-        """Lease up to ``limit`` due entries (pending, or in flight with an expired lease),
-        oldest first, for ``lease_seconds``; increments their attempt counters."""
+    def horizon_days(self, at_least: int) -> int:
+        """The dedup horizon of this store: the largest ever asked for, raised to
+        ``at_least`` first (and kept). Pruning inside it is an operator's explicit act."""
         ...
 
-    def ack(self, ids: Sequence[int]) -> None:
-        """The receiver accepted these entries: remove them from the outbox."""
+    def prepare(self, today: int) -> None:
+        """Get ready for ``today`` and the next few days, off the hot path (PostgreSQL
+        makes their seen-set partitions ahead of time; SQLite needs nothing)."""
         ...
 
-    def retry(self, ids: Sequence[int], not_before: float) -> None:
-        """Return leased entries to pending, due again at ``not_before``."""
+    def prune(self, before_day: int) -> int:
+        """Forget the seen-set days before ``before_day``; returns how many keys were
+        forgotten. The outbox and dead letters are never pruned. Callers keep
+        ``before_day`` outside the horizon (`horizon_days`)."""
         ...
 
-    def bury(self, failures: Sequence[tuple[int, str, str]], now: float) -> None:
-        """Move entries ``(id, code, text)`` to the dead letters."""
+    # -------------------------------------------------------------- delivery
+
+    def claim(self, limit: int, lease_seconds: float, now: float) -> Lease:
+        """Lease up to ``limit`` due entries (pending, or leased with a lease that ran
+        out), oldest first, for ``lease_seconds``; their attempt counters go up."""
+        ...
+
+    def ack(self, lease: str, ids: Sequence[int]) -> None:
+        """The receiver took these entries of ``lease``: remove them from the outbox."""
+        ...
+
+    def retry(self, lease: str, ids: Sequence[int], not_before: float) -> None:
+        """Return entries of ``lease`` to pending, due again at ``not_before``."""
+        ...
+
+    def bury(self, lease: str, failures: Sequence[tuple[int, str, str]], now: float) -> None:
+        """Move entries ``(id, code, text)`` of ``lease`` to the dead letters."""
         ...
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -127,18 +148,10 @@ class Store(Protocol):
         ...
 
     def next_due(self) -> float | None:
-        """The earliest time a pending entry becomes due, or None when nothing is pending."""
+        """The earliest time an entry becomes due, or None when the outbox is empty."""
         ...
 
-    def prepare(self, today: int) -> None:
-        """Get ready for ``today`` and the next few days, off the hot path (PostgreSQL
-        creates their seen-set partitions ahead of time; SQLite needs nothing)."""
-        ...
-
-    def prune(self, before_day: int) -> int:
-        """Forget seen-set days older than ``before_day``; returns how many keys were
-        forgotten. The outbox and dead letters are never pruned."""
-        ...
+    # -------------------------------------------------------------- aliases
 
     def alias_for(self, scope: str, subject: bytes) -> str | None:
         """The code already issued in ``scope`` for ``subject`` (a keyed digest), if any."""

@@ -6,11 +6,12 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
   primary key starting with the day). Partitions are created ahead of time, and on demand
   for a day that has none (a late access is never dropped); old days are detached
   ``CONCURRENTLY`` (writers are not blocked) and dropped.
-* `accept` is ONE statement and one round trip per batch: arrays are ``unnest``-ed,
+* `append` is ONE statement and one round trip per batch: arrays are ``unnest``-ed,
   ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` decides newness, and the outbox rows of
   the new keys are inserted by the same statement (one transaction).
-* `claim` leases due entries with ``FOR UPDATE SKIP LOCKED``: workers on several hosts
-  never take the same entry; an expired lease returns the entry to the pool.
+* `claim` leases due entries with ``FOR UPDATE SKIP LOCKED`` under a fresh token
+  (``"<host>:<pid>:<n>"``): workers on several hosts never take the same entry; an expired
+  lease returns the entry to the pool, and only the current lease settles an entry.
 * The schema (configurable name) is created and migrated by the library under an advisory
   lock, versioned in ``meta``.
 * psycopg errors become `StoreError`s; read-only steps are retried once on a lost
@@ -20,16 +21,16 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
-from minlog.client import lifecycle as _lifecycle
-from minlog.core.keys import HotSet
+from minlog import forking
 from minlog.errors import ConfigurationError, StoreError
-from minlog.store.base import DeadLetter, OutboxEntry, StoreCounts
+from minlog.store.base import DeadLetter, Lease, NewEntry, OutboxEntry, StoreCounts
 
 try:
     import psycopg
@@ -42,7 +43,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _T = TypeVar("_T")
 
@@ -61,6 +62,12 @@ _MIGRATIONS: Final[dict[int, list[str]]] = {
         "CREATE TABLE IF NOT EXISTS {s}.aliases (scope text NOT NULL, code text NOT NULL, "
         "subject bytea NOT NULL, sealed bytea NOT NULL, PRIMARY KEY (scope, code), "
         "UNIQUE (scope, subject))",
+    ],
+    # 2: outbox and dead letters know their tenant; the seen-set keys are derived anew
+    # (the old ones are forgotten as their days are pruned).
+    2: [
+        "ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT ''",
+        "ALTER TABLE {s}.dead ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT ''",
     ],
 }
 
@@ -93,6 +100,7 @@ class PostgresStore:
         self._sizes = (min_size, max_size)
         self._timeout = connect_timeout
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
+        self._leases = itertools.count(1)
         self._partitions: set[int] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -119,7 +127,7 @@ class PostgresStore:
         """In a forked child: a fresh pool (the parent's connections are never touched)."""
         self._lock = threading.Lock()
         self._owner = f"{os.uname().nodename}:{os.getpid()}"
-        _lifecycle.abandon(self._pool)
+        forking.abandon(self._pool)
         self._pool = self._make_pool()
 
     # ------------------------------------------------------------------ plumbing
@@ -272,71 +280,64 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ seen-set + outbox
 
-    def load(self, memory: HotSet) -> None:
-        window = memory.window()
-
-        def read(conn: psycopg.Connection[Any]) -> list[tuple[int, bytes]]:
-            return [(r[0], bytes(r[1])) for r in conn.execute(
-                self._q("SELECT day, key FROM {s}.seen WHERE day >= %s"), [window.start])]
-
-        for day, key in self._run(read, retry=True):
-            part = memory.partition(day)
-            if part is not None:
-                part.add(key)
-
-    def accept(self, entries: Sequence[tuple[int, bytes, bytes]], now: float,
-               memory: HotSet | None = None) -> list[bool]:
+    def append(self, entries: Sequence[NewEntry], now: float) -> list[bool]:
         if not entries:
             return []
         days = [e[0] for e in entries]
         keys = [e[1] for e in entries]
         payloads = [e[2] for e in entries]
+        tenants = [e[3] for e in entries]
         day_set = set(days)
         self._ensure_days(sorted(day_set))
         statement = self._q(
             "WITH input AS ("
-            "  SELECT DISTINCT ON (day, key) day, key, payload, ord"
-            "  FROM unnest(%(days)b::integer[], %(keys)b::bytea[], %(payloads)b::bytea[])"
-            "  WITH ORDINALITY AS t(day, key, payload, ord) ORDER BY day, key, ord),"
+            "  SELECT DISTINCT ON (day, key) day, key, payload, tenant, ord"
+            "  FROM unnest(%(days)b::integer[], %(keys)b::bytea[], %(payloads)b::bytea[],"
+            "  %(tenants)s::text[]) WITH ORDINALITY AS t(day, key, payload, tenant, ord)"
+            "  ORDER BY day, key, ord),"
             " ins AS (INSERT INTO {s}.seen (day, key) SELECT day, key FROM input"
             "  ON CONFLICT DO NOTHING RETURNING day, key),"
-            " outb AS (INSERT INTO {s}.outbox (key, payload, due, accepted_at)"
-            "  SELECT i.key, i.payload, %(now)s, %(now)s FROM input i"
+            " outb AS (INSERT INTO {s}.outbox (key, payload, tenant, due, accepted_at)"
+            "  SELECT i.key, i.payload, i.tenant, %(now)s, %(now)s FROM input i"
             "  JOIN ins USING (day, key) ORDER BY i.ord RETURNING 1)"
             " SELECT day, key FROM ins")
+        params = {"days": days, "keys": keys, "payloads": payloads, "tenants": tenants,
+                  "now": now}
 
         def step(conn: psycopg.Connection[Any]) -> set[tuple[int, bytes]]:
-            rows = conn.execute(statement, {"days": days, "keys": keys, "payloads": payloads,
-                                            "now": now}).fetchall()
+            rows = conn.execute(statement, params).fetchall()
             return {(r[0], bytes(r[1])) for r in rows}
 
         try:
             new = self._run(step, lost_partition=True)
         except _PartitionGone:
-            # Another process dropped a partition this one knew of (its day left the
-            # window there first). Nothing was written: make it again and retry once.
+            # Another process dropped a partition this one knew of (its day was pruned
+            # there first). Nothing was written: make it again and retry once.
             self._partitions.difference_update(day_set)
             self._ensure_days(sorted(day_set))
             new = self._run(step)
         result: list[bool] = []
-        for day, key, _ in entries:
+        for day, key in zip(days, keys, strict=True):
             pair = (day, key)
             if pair in new:
-                new.discard(pair)  # an in-batch repeat counts once, the first
+                new.discard(pair)  # a repeat in the batch counts once, the first
                 result.append(True)
             else:
                 result.append(False)
-        if memory is not None:  # committed: new or not, every key is now known
-            for day in day_set:
-                if memory.partition(day) is None:  # a late day: lend memory what we hold
-                    memory.adopt(day, self.seen(day))
-            for day, key in zip(days, keys, strict=True):
-                part = memory.partition(day)
-                if part is not None:
-                    part.add(key)
         return result
 
-    def seen(self, day: int) -> set[bytes]:
+    def horizon_days(self, at_least: int) -> int:
+        def step(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._q(
+                "INSERT INTO {s}.meta (name, value) VALUES ('horizon_days', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = GREATEST({s}.meta.value, "
+                "excluded.value) RETURNING value"), [at_least]).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        return self._run(step)
+
+    def keys_of(self, day: int) -> set[bytes]:
         return self._run(lambda c: {bytes(r[0]) for r in c.execute(
             self._q("SELECT key FROM {s}.seen WHERE day = %s"), [day])}, retry=True)
 
@@ -350,47 +351,55 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def claim(self, limit: int, lease_seconds: float, now: float) -> list[OutboxEntry]:
+    def claim(self, limit: int, lease_seconds: float, now: float) -> Lease:
+        token = f"{self._owner}:{next(self._leases)}"
+        until = now + lease_seconds
         statement = self._q(
-            "UPDATE {s}.outbox SET state = 1, due = %(until)s, owner = %(owner)s, "
+            "UPDATE {s}.outbox SET state = 1, due = %(until)s, owner = %(token)s, "
             "attempts = attempts + 1 WHERE id IN (SELECT id FROM {s}.outbox "
             "WHERE due <= %(now)s ORDER BY due, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-            "RETURNING id, key, payload, attempts")
+            "RETURNING id, key, payload, attempts, tenant")
         rows = self._run(lambda c: c.execute(statement, {
-            "until": now + lease_seconds, "owner": self._owner, "now": now, "limit": limit,
+            "until": until, "token": token, "now": now, "limit": limit,
         }).fetchall())
         rows.sort(key=lambda r: r[0])
-        return [OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3]) for r in rows]
+        return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
+                                  for r in rows), until)
 
-    def ack(self, ids: Sequence[int]) -> None:
-        if ids:
-            self._run(lambda c: c.execute(
-                self._q("DELETE FROM {s}.outbox WHERE id = ANY(%s)"), [list(ids)]))
-
-    def retry(self, ids: Sequence[int], not_before: float) -> None:
+    def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:
             self._run(lambda c: c.execute(self._q(
-                "UPDATE {s}.outbox SET state = 0, due = %s, owner = NULL WHERE id = ANY(%s)"),
-                [not_before, list(ids)]))
+                "DELETE FROM {s}.outbox WHERE id = ANY(%s) AND owner = %s"), [list(ids), lease]))
 
-    def bury(self, failures: Sequence[tuple[int, str, str]], now: float) -> None:
+    def retry(self, lease: str, ids: Sequence[int], not_before: float) -> None:
+        if ids:
+            self._run(lambda c: c.execute(self._q(
+                "UPDATE {s}.outbox SET state = 0, due = %s, owner = NULL "
+                "WHERE id = ANY(%s) AND owner = %s"), [not_before, list(ids), lease]))
+
+    def bury(self, lease: str, failures: Sequence[tuple[int, str, str]], now: float) -> None:
         if not failures:
             return
         statement = self._q(
             "WITH f AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) "
             " AS f(id, code, text)),"
-            " moved AS (DELETE FROM {s}.outbox o USING f WHERE o.id = f.id "
-            "  RETURNING o.id, o.key, o.payload, o.attempts, f.code, f.text, o.accepted_at)"
-            " INSERT INTO {s}.dead (id, key, payload, attempts, code, text, died_at, accepted_at)"
-            " SELECT id, key, payload, attempts, code, text, %s, accepted_at FROM moved")
+            " moved AS (DELETE FROM {s}.outbox o USING f WHERE o.id = f.id AND o.owner = %s"
+            "  RETURNING o.id, o.key, o.payload, o.attempts, f.code, f.text, o.accepted_at,"
+            "  o.tenant)"
+            " INSERT INTO {s}.dead (id, key, payload, attempts, code, text, died_at,"
+            " accepted_at, tenant)"
+            " SELECT id, key, payload, attempts, code, text, %s, accepted_at, tenant FROM moved"
+            " ON CONFLICT (id) DO UPDATE SET code = excluded.code, text = excluded.text,"
+            " died_at = excluded.died_at")
         self._run(lambda c: c.execute(statement, [
-            [f[0] for f in failures], [f[1] for f in failures], [f[2] for f in failures], now]))
+            [f[0] for f in failures], [f[1] for f in failures], [f[2] for f in failures],
+            lease, now]))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._run(lambda c: c.execute(self._q(
-            "SELECT id, key, payload, attempts, code, text, died_at FROM {s}.dead "
+            "SELECT id, key, payload, attempts, code, text, died_at, tenant FROM {s}.dead "
             "ORDER BY died_at, id LIMIT %s"), [limit]).fetchall(), retry=True)
-        return [DeadLetter(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        return [DeadLetter(r[0], bytes(r[1]), bytes(r[2]), *r[3:]) for r in rows]
 
     def redrive(self, ids: Sequence[int] | None, now: float) -> int:
         if ids is not None and not ids:
@@ -398,8 +407,9 @@ class PostgresStore:
         where = "" if ids is None else "WHERE id = ANY(%(ids)s)"
         statement = self._q(
             f"WITH moved AS (DELETE FROM {{s}}.dead {where} RETURNING *)"
-            " INSERT INTO {s}.outbox (id, key, payload, state, attempts, due, accepted_at)"
-            " SELECT id, key, payload, 0, 0, %(now)s, COALESCE(accepted_at, %(now)s) FROM moved")
+            " INSERT INTO {s}.outbox (id, key, payload, tenant, state, attempts, due,"
+            " accepted_at) SELECT id, key, payload, tenant, 0, 0, %(now)s,"
+            " COALESCE(accepted_at, %(now)s) FROM moved")
         params: dict[str, Any] = {"now": now, "ids": list(ids or [])}
         return int(self._run(lambda c: c.execute(statement, params).rowcount))
 

@@ -1,16 +1,33 @@
 """The SQLite store's schema, created and migrated with sqlite-utils.
 
-``_meta.schema_version`` holds the version a file has; `migrate` brings it up to
-`SCHEMA_VERSION` one step at a time (inside the caller's transaction), and refuses a file
-made by a newer minlog. Version 1: the key blocks (``seen``), the outbox segments
-(``outbox``), dead letters (``dead``) and the identity alias registry (``aliases``); see
-`minlog.store.sqlite` and `minlog.store.packed` for what their rows hold.
+``_meta`` holds the file's ``schema_version`` (and the store's settings, such as the dedup
+horizon); `migrate` brings a file up to `SCHEMA_VERSION` one step at a time, inside the
+caller's transaction, and refuses a file made by a newer minlog.
+
+Version 2 (this one):
+
+* ``seen (day, key)``: the seen-set, its primary key the pair (``WITHOUT ROWID``: the
+  table is its index). Pruning a day is a range delete on the key's first column.
+* ``outbox``: one row per entry to deliver: its key (whose hex is the SequenceNumber),
+  sealed payload, tenant, state (0 pending, 1 leased), lease ``owner`` token, attempts,
+  ``due`` (when pending: when it may be sent; when leased: when the lease runs out) and
+  ``accepted_at``.
+* ``dead``: dead letters, with the reason's code and text; ids of their own
+  (``AUTOINCREMENT``: never reused, so an operator's id always means one letter).
+* ``aliases``: the identity codes issued per scope.
+
+Version 1 (minlog 0.1) kept key blocks and outbox segments. Migrating moves every open
+outbox entry and every dead letter over unchanged (their payloads stay readable: the
+sealing key did not change) and drops the key blocks, whose digests the new key
+derivation does not reproduce: an access of a day before the upgrade that is recorded
+again after it is logged once more.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import sqlite_utils
 
@@ -18,50 +35,78 @@ from minlog.errors import ConfigurationError
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 
-def _migrate_1(db: sqlite_utils.Database) -> None:
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "day INTEGER NOT NULL, keys BLOB NOT NULL)")
-    db.execute("CREATE INDEX IF NOT EXISTS seen_day ON seen (day)")
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "n INTEGER NOT NULL, settled INTEGER NOT NULL, keys BLOB NOT NULL, "
-        "sizes BLOB NOT NULL, payloads BLOB NOT NULL, done BLOB, state INTEGER NOT NULL, "
-        "attempts INTEGER NOT NULL, due REAL NOT NULL, accepted_at REAL NOT NULL, "
-        "owner TEXT)")
-    db.execute("CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due, id)")
-    db.table("dead").create(
-        {"id": int, "key": bytes, "payload": bytes, "attempts": int, "code": str,
-         "text": str, "died_at": float, "accepted_at": float},
-        pk="id", not_null={"key", "payload", "attempts", "code", "text", "died_at"},
-        if_not_exists=True,
-    )
+def _create_2(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS seen (day INTEGER NOT NULL, key BLOB NOT NULL, "
+               "PRIMARY KEY (day, key)) WITHOUT ROWID")
+    db.table("outbox").create(
+        {"id": int, "key": bytes, "payload": bytes, "tenant": str, "state": int,
+         "attempts": int, "due": float, "accepted_at": float, "owner": str},
+        pk="id", not_null={"key", "payload", "tenant", "state", "attempts", "due",
+                           "accepted_at"},
+        defaults={"tenant": "", "state": 0, "attempts": 0}, if_not_exists=True)
+    db.table("outbox").create_index(["due", "id"], index_name="outbox_due", if_not_exists=True)
+    # Dead letters have ids of their own, never reused (outbox row ids may be).
+    db.execute("CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+               "key BLOB NOT NULL, payload BLOB NOT NULL, attempts INTEGER NOT NULL, "
+               "code TEXT NOT NULL, text TEXT NOT NULL, died_at REAL NOT NULL, "
+               "accepted_at REAL, tenant TEXT NOT NULL DEFAULT '')")
     db.table("aliases").create(
         {"scope": str, "code": str, "subject": bytes, "sealed": bytes},
-        pk=("scope", "code"), not_null={"subject", "sealed"}, if_not_exists=True,
-    )
+        pk=("scope", "code"), not_null={"subject", "sealed"}, if_not_exists=True)
     db.table("aliases").create_index(
-        ["scope", "subject"], index_name="aliases_subject", unique=True, if_not_exists=True
-    )
+        ["scope", "subject"], index_name="aliases_subject", unique=True, if_not_exists=True)
 
 
-MIGRATIONS: Final[dict[int, Callable[[sqlite_utils.Database], None]]] = {1: _migrate_1}
+def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
+    """Key blocks and outbox segments (0.1) to rows: every open entry moves over."""
+    db.execute("ALTER TABLE outbox RENAME TO outbox_v1")
+    db.execute("ALTER TABLE dead RENAME TO dead_v1")
+    db.execute("DROP INDEX IF EXISTS outbox_due")
+    db.execute("DROP TABLE IF EXISTS seen")
+    _create_2(db)
+    rows = db.execute("SELECT n, keys, sizes, payloads, done, attempts, due, accepted_at "
+                      "FROM outbox_v1 ORDER BY id").fetchall()
+    moved: list[tuple[Any, ...]] = []
+    for n, keys, sizes, payloads, done, attempts, due, accepted_at in rows:
+        offset = 0
+        for i, size in enumerate(struct.unpack(f"<{n}I", sizes)):
+            payload = bytes(payloads[offset : offset + size])
+            offset += size
+            if done is not None and done[i >> 3] & (1 << (i & 7)):
+                continue  # delivered or dead already
+            moved.append((bytes(keys[i * 16 : (i + 1) * 16]), payload, attempts,
+                          min(due, accepted_at), accepted_at))
+    db.conn.executemany(
+        "INSERT INTO outbox (key, payload, tenant, state, attempts, due, accepted_at) "
+        "VALUES (?, ?, '', 0, ?, ?, ?)", moved)
+    db.execute("DROP TABLE outbox_v1")
+    db.execute("INSERT INTO dead (id, key, payload, attempts, code, text, died_at, "
+               "accepted_at) SELECT id, key, payload, attempts, code, text, died_at, "
+               "accepted_at FROM dead_v1 ORDER BY id")
+    db.execute("DROP TABLE dead_v1")
+
+
+#: The step that brings a file of version ``n - 1`` to version ``n``.
+_STEPS: Final[dict[int, Callable[[sqlite_utils.Database], None]]] = {2: _migrate_1_to_2}
 
 
 def migrate(db: sqlite_utils.Database, name: str) -> None:
     """Bring the file behind ``db`` (called ``name`` in errors) to `SCHEMA_VERSION`."""
-    db.execute("CREATE TABLE IF NOT EXISTS _meta (name TEXT PRIMARY KEY, value INTEGER)")
+    db.execute("CREATE TABLE IF NOT EXISTS _meta (name TEXT PRIMARY KEY, value)")
     row = db.execute("SELECT value FROM _meta WHERE name = 'schema_version'").fetchone()
-    current = row[0] if row else 0
+    current = int(row[0]) if row else 0
     if current > SCHEMA_VERSION:
         raise ConfigurationError(
             f"{name} has schema version {current}; this minlog knows up to "
-            f"{SCHEMA_VERSION}: upgrade minlog"
-        )
-    for version in range(current + 1, SCHEMA_VERSION + 1):
-        MIGRATIONS[version](db)
+            f"{SCHEMA_VERSION}: upgrade minlog")
+    if current == 0:  # a new file goes straight to the current version
+        _create_2(db)
+    else:
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            _STEPS[version](db)
     db.execute("INSERT OR REPLACE INTO _meta (name, value) VALUES ('schema_version', ?)",
                [SCHEMA_VERSION])
+

@@ -1,22 +1,17 @@
-"""The library's secret: where it lives, and the keys derived from it.
+"""The keys derived from the installation's master secret, and sealing at rest.
 
-One 32-byte master secret per installation. It never lives in the database: by default it
-is a key file beside the SQLite file (``<db>.key``, created with mode 0600); it may be
-passed in as bytes or as a path. From it we derive, with keyed BLAKE2b and a distinct
-personalisation each, the dedup-key secret, the sealing key that encrypts outbox payloads
-at rest (AES-256-GCM), and the subject key that names employees in the alias registry.
+One 32-byte master secret per installation (see `minlog.keyfile`). From it we derive, with
+keyed BLAKE2b and a distinct personalisation each, the dedup-key secret, the sealing key
+that encrypts outbox payloads at rest (AES-256-GCM), and the subject key that names
+employees in the alias registry.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import os
-import secrets
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -24,66 +19,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from minlog.errors import ConfigurationError, StoreError
 
-__all__ = ["Keys", "Sealer", "load_or_create_key"]
+__all__ = ["Keys", "Sealer"]
 
 _VERSION: Final = b"\x01"
-
-
-def load_or_create_key(path: str | os.PathLike[str], *, create: bool = True) -> bytes:
-    """Read the 32-byte secret (hex text) at ``path``; create it (mode 0600) when missing."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        if not create:
-            raise ConfigurationError(f"the key file {p} does not exist") from None
-        return _create_key(p)
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigurationError(f"cannot read the key file {p}: {e}") from e
-    try:
-        secret = bytes.fromhex(text)
-    except ValueError:
-        secret = b""
-    if len(secret) != 32:
-        raise ConfigurationError(f"the key file {p} must hold 64 hexadecimal digits")
-    return secret
-
-
-def _create_key(p: Path) -> bytes:
-    """Publish a new key file atomically: written and synced under a temporary name, then
-    hard-linked into place, so a racing reader sees either no file or the whole key."""
-    secret = secrets.token_bytes(32)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    except OSError as e:
-        raise ConfigurationError(f"cannot create the key file {p}: {e}") from e
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(secret.hex() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, p)
-        except FileExistsError:  # another process published first: use theirs
-            return load_or_create_key(p, create=False)
-        except OSError as e:
-            raise ConfigurationError(f"cannot create the key file {p}: {e}") from e
-        _fsync_dir(p.parent)
-        return secret
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
-def _fsync_dir(d: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
