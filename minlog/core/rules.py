@@ -52,12 +52,16 @@ def name(field: str, value: object, limit: int) -> str | None:
 
 
 def one_of(field: str, value: object, allowed: Iterable[str]) -> str:
+    """One of the names ``allowed`` (a source, say). Anything but a string is refused by
+    its type first: a list or a dict cannot even be looked up (it is unhashable)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, not {type(value).__name__}")
     allowed = frozenset(allowed)
     if value not in allowed:
         # Echo the value only when it cannot be an identifier given in the wrong place
         # (a CPR number passed as a source, say): short and without digits.
-        shown = (value if isinstance(value, str) and len(value) <= 40
-                 and not any(c.isdigit() for c in value) else "the value given")
+        shown = (value if len(value) <= 40 and not any(c.isdigit() for c in value)
+                 else "the value given")
         raise ValidationError(field, f"{shown!r} is not one of {', '.join(sorted(allowed))}")
     return str(value)
 
@@ -112,9 +116,14 @@ def normalise_cpr(value: object) -> object:
 def aware(field: str, value: object) -> _dt.datetime:
     if not isinstance(value, _dt.datetime):
         raise ValidationError(field, f"must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    try:
+        offset = None if value.tzinfo is None else value.utcoffset()
+        early = offset is not None and value < EARLIEST
+    except (TypeError, ValueError, OverflowError):  # a tzinfo that breaks its contract
+        raise ValidationError(field, "its time zone must give a valid UTC offset") from None
+    if offset is None:
         raise ValidationError(field, "must be timezone-aware (naive times are ambiguous)")
-    if value < EARLIEST:
+    if early:
         raise ValidationError(field, "must not be before 2015-01-01T00:00:00Z")
     return value
 
@@ -126,4 +135,8 @@ def filters(field: str, value: object) -> tuple[str, ...]:
 
 
 def to_tuple(value: object) -> object:
-    return tuple(value) if isinstance(value, list) else value
+    """A collection of strings as a tuple (a generator is read once, here, and kept);
+    anything else unchanged, for `filters` to refuse by name."""
+    if isinstance(value, tuple | str | bytes | bytearray) or not isinstance(value, Iterable):
+        return value
+    return tuple(value)
