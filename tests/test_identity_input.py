@@ -11,6 +11,8 @@ import pytest
 
 from minlog import Access, Employee, OnBehalfOf, Organisation, Registration, ValidationError
 from minlog.core.days import COPENHAGEN
+from minlog.identity.memory import MemoryAliasRegistry
+from minlog.identity.policy import AlternativeId, FullName, IdentityPolicy, Initials
 
 AT = dt.datetime(2026, 11, 24, 9, 0, tzinfo=COPENHAGEN)
 ORG = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
@@ -131,3 +133,70 @@ class TestWrongTypes:
         with pytest.raises(ValidationError) as e:
             _access(at=dt.datetime(2026, 11, 24, 9, 0, tzinfo=Broken()))
         assert e.value.field == "access.at"
+
+
+#: Texts a reader sees as nothing: zero-width space and joiners, the byte order mark,
+#: other format characters, separators, combining marks alone, and blank-looking letters.
+INVISIBLE = ["\u200b", "\ufeff", "\u200b\u200c\u200d", "\u2060", "\u00ad", "\u2028",
+             "\u2029", "\u3000", "\u00a0\u2007", "\u0301", "\u0301\u0308", " \u200b ",
+             "\u3164", "\u2800", "\U000e0041", "\ue000", "\u180e"]
+
+
+class TestInvisibleText:
+    @pytest.mark.parametrize("bad", INVISIBLE, ids=[f"U+{ord(s[0]):04X}" for s in INVISIBLE])
+    @pytest.mark.parametrize(("make", "field"), [
+        (lambda v: _employee(name=v), "employee.name"),
+        (lambda v: _employee(role=v), "employee.role"),
+        (lambda v: _organisation(name=v), "organisation.name"),
+        (lambda v: _on_behalf_of(name=v), "on_behalf_of.name"),
+        (lambda v: _access(citizen_name=v), "access.citizen_name"),
+        (lambda v: _access(activity=v), "access.activity"),
+    ], ids=["employee.name", "employee.role", "organisation.name", "on_behalf_of.name",
+            "access.citizen_name", "access.activity"])
+    def test_shown_text_of_only_invisible_characters_is_refused(
+            self, make: Callable[[str], object], field: str, bad: str) -> None:
+        """A shown text that a reader would see as blank is a ValidationError on its field."""
+        with pytest.raises(ValidationError) as e:
+            make(bad)
+        assert e.value.field == field
+        assert "visible" in e.value.rule
+
+    @pytest.mark.parametrize("good", ["Anne\u200bJensen", "\ufeffAnne", "A\u0301se", "Åse",
+                                      "Zoë", "李", "Ω", "·", "O'Brien", "😀"])
+    def test_text_with_a_visible_character_is_kept(self, good: str) -> None:
+        """Invisible characters beside visible ones are kept as given."""
+        assert _employee(name=good).name == good
+
+    @pytest.mark.parametrize("formatter", [FullName(), AlternativeId(SECRET), Initials()],
+                             ids=["full-name", "alternative-id", "initials"])
+    def test_formatter_output_of_only_invisible_characters_is_refused(
+            self, formatter: object) -> None:
+        """A formatter that would show a blank name is refused naming user_person_name."""
+        class Blank:
+            show_role = False
+
+            def __call__(self, employee: Employee, organisation: Organisation) -> str:
+                return "\u200b\u200b"
+
+        ident = IdentityPolicy(default=Blank()).bind(
+            MemoryAliasRegistry(), subject=lambda e: e.id.encode(),
+            seal=lambda d, a: d, unseal=lambda d, a: d)
+        with pytest.raises(ValidationError) as e:
+            ident(EMP, ORG)
+        assert e.value.field == "user_person_name"
+        # the built-in formatters never give a blank name for a valid employee
+        ok = IdentityPolicy(default=formatter).bind(  # type: ignore[arg-type]
+            MemoryAliasRegistry(), subject=lambda e: e.id.encode(),
+            seal=lambda d, a: d, unseal=lambda d, a: d)
+        assert ok(EMP, ORG)[0]
+
+    def test_initials_skip_invisible_leading_characters(self) -> None:
+        """Initials take the first letter of each part, past a zero-width character."""
+        e = Employee("0101701234", name="\u200bAnne \ufeffJensen")
+        assert Initials().initials(e) == "AJ"
+
+    def test_no_cpr_number_in_the_message(self) -> None:
+        """The refusal of a blank name never repeats the employee's CPR number."""
+        with pytest.raises(ValidationError) as e:
+            Employee("0101701234", name="\u200b")
+        assert "0101701234" not in str(e.value)

@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 LIMIT: Final = 50
+#: Initials longer than this are cut, so that a number and the unit's name always fit.
+MAX_INITIALS: Final = 10
 _MEMO_LIMIT: Final = 100_000  # names remembered by a bound policy before it starts afresh
 #: Crockford's base-32 alphabet less Z: no I, L, O, U (no confusion with 1, 0, V). 31
 #: symbols, a prime, so that the check symbol catches every single error (see below).
@@ -188,9 +190,13 @@ class Initials:
     show_role: bool = False
 
     def initials(self, employee: Employee) -> str:
+        """The first letter of each part of the name (particles skipped, hyphenated names
+        split, anything before the first letter of a part, such as a zero-width space or
+        a digit, passed over), upper case, at most 10; ``"X"`` when there is no letter."""
         parts = [p for p in _name_of(employee).replace("-", " ").split()
                  if p.lower() not in _PARTICLES]
-        letters = "".join(p[0] for p in parts if p[0].isalnum()).upper()
+        firsts = (next((c for c in p if c.isalpha()), "") for p in parts)
+        letters = "".join(firsts).upper()[:MAX_INITIALS]
         return letters or "X"
 
     def candidates(self, employee: Employee, organisation: Organisation) -> Iterator[str]:
