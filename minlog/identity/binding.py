@@ -1,0 +1,143 @@
+"""An `IdentityPolicy` bound to an alias registry: unique, resolvable codes.
+
+Codes of `AlternativeId` and `Initials` are made unique within an organisation by an
+`AliasRegistry` (the store's alias table): a code taken by another employee is extended
+(the next, longer candidate), and a code once issued to an employee is reused forever,
+whatever the secret is later rotated to. The registry holds a keyed digest of the employee
+and the employee id sealed with the installation's key, never a raw CPR number.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+from minlog.core.model import Employee, Organisation
+from minlog.core.rules import name as _model_name
+from minlog.errors import ValidationError
+from minlog.identity.formatters import LIMIT, AlternativeId, FullName, Initials
+
+if TYPE_CHECKING:
+    from minlog.identity.policy import IdentityPolicy
+
+__all__ = ["AliasRegistry", "BoundIdentity"]
+
+_MEMO_LIMIT: Final = 100_000  # names remembered by a bound policy before it starts afresh
+_Registered = AlternativeId | Initials
+
+
+class AliasRegistry(Protocol):
+    """Where issued codes are kept unique and resolvable (the `Store` alias methods)."""
+
+    def alias_for(self, scope: str, subject: bytes) -> str | None: ...
+
+    def add_alias(self, scope: str, code: str, subject: bytes, sealed: bytes) -> bool: ...
+
+    def resolve_alias(self, scope: str, code: str) -> bytes | None: ...
+
+
+def _normalise_code(text: str) -> str:
+    """What a person typed, as a registry code: upper case, Crockford's look-alikes mapped
+    (O->0, I/L->1), separators and prefix words removed."""
+    token = text.strip().split()[-1] if text.strip() else ""
+    token = token.upper().replace("-", "").replace("O", "0").replace("I", "1").replace("L", "1")
+    return token
+
+
+class BoundIdentity:
+    """An `IdentityPolicy` bound to a registry: ``(employee, organisation) ->
+    (user_person_name, user_role)``, unique and resolvable where the formatter asks."""
+
+    def __init__(
+        self,
+        policy: IdentityPolicy,
+        registry: AliasRegistry,
+        subject: Callable[[Employee], bytes],
+        seal: Callable[[bytes, bytes], bytes],
+        unseal: Callable[[bytes, bytes], bytes],
+    ) -> None:
+        self.policy = policy
+        self.registry = registry
+        self._subject = subject
+        self._seal = seal
+        self._unseal = unseal
+        self._cache: dict[tuple[str, bytes], str] = {}
+        self._shown: dict[tuple[bool, str | None, str | None], tuple[str, str | None]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def scope(organisation: Organisation) -> str:
+        return f"{organisation.source}:{organisation.id}"
+
+    def __call__(self, employee: Employee, organisation: Organisation
+                 ) -> tuple[str | None, str | None]:
+        """``(user_person_name, user_role)``, both checked against the schema (a bad
+        name from a formatter is a `ValidationError` naming ``user_person_name``)."""
+        formatter = self.policy.formatter_for(organisation)
+        if type(formatter) is FullName:
+            # A pure function of the name: remember the checked answer (no CPR involved).
+            memo = (formatter.show_role, employee.name, employee.role)
+            found = self._shown.get(memo)
+            if found is None:
+                found = self._checked(formatter(employee, organisation),
+                                      employee.role if formatter.show_role else None)
+                if len(self._shown) >= _MEMO_LIMIT:
+                    self._shown.clear()
+                self._shown[memo] = found
+            return found
+        show_role = getattr(formatter, "show_role", True)
+        role = employee.role if show_role else None
+        if isinstance(formatter, AlternativeId | Initials):
+            code = self._register(formatter, employee, organisation)
+            name = (formatter.show(code) if isinstance(formatter, AlternativeId)
+                    else formatter.show(code, organisation))
+        else:
+            name = formatter(employee, organisation)
+        return self._checked(name, role)
+
+    @staticmethod
+    def _checked(name: object, role: str | None) -> tuple[str, str | None]:
+        if not isinstance(name, str) or not name.strip() or len(name) > LIMIT:
+            raise ValidationError("user_person_name",
+                                  f"the identity formatter must give 1-{LIMIT} characters")
+        _model_name("user_person_name", name, LIMIT)
+        return name, role
+
+    def _register(self, formatter: _Registered, employee: Employee,
+                  organisation: Organisation) -> str:
+        scope = self.scope(organisation)
+        subject = self._subject(employee)
+        cached = self._cache.get((scope, subject))
+        if cached is not None:
+            return cached
+        with self._lock:
+            code = self.registry.alias_for(scope, subject)
+            if code is None:
+                sealed = self._seal(f"{employee.source}\x1f{employee.id}".encode(),
+                                    scope.encode())
+                for candidate in formatter.candidates(employee, organisation):
+                    if self.registry.add_alias(scope, candidate, subject, sealed):
+                        code = candidate
+                        break
+                    code = self.registry.alias_for(scope, subject)  # another process won
+                    if code is not None:
+                        break
+                else:  # pragma: no cover - candidates are practically endless
+                    raise ValidationError("user_person_name", "no free code in this scope")
+            self._cache[(scope, subject)] = code
+            return code
+
+    def resolve(self, organisation: Organisation, code: str) -> str | None:
+        """The employee id behind a code shown to a citizen, or None. Accepts the shown
+        text (``"Medarbejder K7Q4-9MX2"``, ``"AJ2, Hjemmeplejen Nord"``) or the bare code,
+        in any case, with Crockford's look-alikes (O for 0, I or L for 1)."""
+        scope = self.scope(organisation)
+        text = code.split(",")[0].strip()
+        tries = [text.split()[-1] if text else text, _normalise_code(text)]
+        for candidate in dict.fromkeys(t.upper() for t in tries if t):
+            sealed = self.registry.resolve_alias(scope, candidate)
+            if sealed is not None:
+                plain = self._unseal(sealed, scope.encode()).decode()
+                return plain.split("\x1f", 1)[1]
+        return None
