@@ -10,7 +10,7 @@ and the employee id sealed with the installation's key, never a raw CPR number.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final, Protocol
 
 from minlog.core.model import Employee, Organisation
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["AliasRegistry", "BoundIdentity"]
 
 _MEMO_LIMIT: Final = 100_000  # names remembered by a bound policy before it starts afresh
+#: Tries at a free number for one employee's initials before giving up (each try after a
+#: taken number asks the registry for the highest number again, so two or three suffice
+#: unless other processes keep taking numbers as fast as this one asks).
+_MAX_NUMBER_TRIES: Final = 1000
 _Registered = AlternativeId | Initials
 
 
@@ -35,6 +39,12 @@ class AliasRegistry(Protocol):
     def add_alias(self, scope: str, code: str, subject: bytes, sealed: bytes) -> bool: ...
 
     def resolve_alias(self, scope: str, code: str) -> bytes | None: ...
+
+    def highest_alias_number(self, scope: str, stem: str) -> int:
+        """The highest ``n`` for which ``stem + str(n)`` is a code in ``scope``, counting
+        the bare ``stem`` as 1; 0 when neither is registered. Only codes that are ``stem``
+        followed by digits count (``"AJK"`` and ``"AJ2X"`` are not numbers of ``"AJ"``)."""
+        ...
 
 
 def _normalise_code(text: str) -> str:
@@ -64,6 +74,8 @@ class BoundIdentity:
         self._unseal = unseal
         self._cache: dict[tuple[str, bytes], str] = {}
         self._shown: dict[tuple[bool, str | None, str | None], tuple[str, str | None]] = {}
+        #: ``(scope, initials) -> the highest number this process knows to be taken``
+        self._highest: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -116,17 +128,45 @@ class BoundIdentity:
             if code is None:
                 sealed = self._seal(f"{employee.source}\x1f{employee.id}".encode(),
                                     scope.encode())
-                for candidate in formatter.candidates(employee, organisation):
-                    if self.registry.add_alias(scope, candidate, subject, sealed):
-                        code = candidate
-                        break
-                    code = self.registry.alias_for(scope, subject)  # another process won
-                    if code is not None:
-                        break
-                else:  # pragma: no cover - candidates are practically endless
-                    raise ValidationError("user_person_name", "no free code in this scope")
+                if isinstance(formatter, Initials):
+                    code = self._number(formatter.initials(employee), scope, subject, sealed)
+                else:
+                    code = self._first_free(formatter.candidates(employee, organisation),
+                                            scope, subject, sealed)
             self._cache[(scope, subject)] = code
             return code
+
+    def _first_free(self, candidates: Iterator[str], scope: str, subject: bytes,
+                    sealed: bytes) -> str:
+        """The first of ``candidates`` the registry takes for ``subject`` (or the code
+        another process registered for it meanwhile)."""
+        for candidate in candidates:
+            if self.registry.add_alias(scope, candidate, subject, sealed):
+                return candidate
+            code = self.registry.alias_for(scope, subject)  # another process won
+            if code is not None:
+                return code
+        raise ValidationError("user_person_name", "no free code in this scope")
+
+    def _number(self, stem: str, scope: str, subject: bytes, sealed: bytes) -> str:
+        """``stem`` numbered after the highest number in use: ``"AJ"``, then ``"AJ2"``,
+        ``"AJ3"``, ... One registry call per new employee (and one question for the highest
+        number per stem and scope in this process), not one per number already taken: the
+        next number is remembered, and asked for again only when another process took it."""
+        highest = self._highest.get((scope, stem))
+        if highest is None:
+            highest = self.registry.highest_alias_number(scope, stem)
+        for _ in range(_MAX_NUMBER_TRIES):
+            number = highest + 1
+            code = stem if number == 1 else f"{stem}{number}"
+            if self.registry.add_alias(scope, code, subject, sealed):
+                self._highest[(scope, stem)] = number
+                return code
+            found = self.registry.alias_for(scope, subject)  # another process won
+            if found is not None:
+                return found
+            highest = max(number, self.registry.highest_alias_number(scope, stem))
+        raise ValidationError("user_person_name", "no free code in this scope")
 
     def resolve(self, organisation: Organisation, code: str) -> str | None:
         """The employee id behind a code shown to a citizen, or None. Accepts the shown

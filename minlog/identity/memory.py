@@ -28,3 +28,15 @@ class MemoryAliasRegistry:
     def resolve_alias(self, scope: str, code: str) -> bytes | None:
         found = self.codes.get((scope, code))
         return None if found is None else found[1]
+
+    def highest_alias_number(self, scope: str, stem: str) -> int:
+        highest = 0
+        for (s, code) in self.codes:
+            if s != scope or not code.startswith(stem):
+                continue
+            rest = code[len(stem):]
+            if not rest:
+                highest = max(highest, 1)
+            elif rest.isascii() and rest.isdigit():
+                highest = max(highest, int(rest))
+        return highest
