@@ -10,10 +10,18 @@ from typing import Any
 
 import pytest
 
-from minlog import Access, Employee, MemoryTransport, MinLog, Organisation
+from minlog import (
+    Access,
+    ConfigurationError,
+    Employee,
+    MemoryTransport,
+    MinLog,
+    Organisation,
+    ValidationError,
+)
 from minlog.core.days import COPENHAGEN
 from minlog.identity.memory import MemoryAliasRegistry
-from minlog.identity.policy import IdentityPolicy, Initials
+from minlog.identity.policy import AlternativeId, IdentityPolicy, Initials
 
 KEY = bytes(range(32))
 NORD = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
@@ -144,3 +152,60 @@ class TestStoreRegistry:
         assert store.add_alias(SCOPE, "AB7", b"ab7", b"x")
         assert store.add_alias(SCOPE, f"{stem}3", b"s3", b"x")
         assert store.highest_alias_number(SCOPE, stem) == 3
+
+
+class TestRefusedBatch:
+    """A batch refused by validation registers no code for any of its employees."""
+
+    @staticmethod
+    def _open(store_target: dict[str, Any], policy: IdentityPolicy, **options: Any) -> MinLog:
+        return MinLog.open(store_target["target"], transport=MemoryTransport(),
+                           system_name="Cura", key=KEY, identity=policy,
+                           store_options=store_target["store_options"],
+                           clock=lambda: NOW.timestamp(), start_worker=False, **options)
+
+    @pytest.mark.parametrize("refusal", ["nameless employee", "unlisted unit (strict)",
+                                         "organisation source of another schema version"])
+    def test_no_code_is_registered_when_the_batch_is_refused(
+            self, store_target: dict[str, Any], refusal: str) -> None:
+        """When the last access of a batch is refused, the employees before it get no code."""
+        policy = IdentityPolicy(default=Initials(), strict=refusal.startswith("unlisted"),
+                                organisations={("SOR", NORD.id): Initials(),
+                                               ("SKS", "1234567"): Initials()})
+        good = [Access("0303303456", e, NORD, "Opslag", NOW) for e in same_initials(3)]
+        if refusal == "nameless employee":
+            bad = Access("0303303456", Employee("X1", source="Autorisation"), NORD, "Opslag",
+                         NOW)
+        elif refusal.startswith("unlisted"):
+            bad = Access("0303303456", same_initials(4)[3],
+                         Organisation("380000000000009", "SOR", "Ny enhed"), "Opslag", NOW)
+        else:
+            bad = Access("0303303456", same_initials(4)[3],
+                         Organisation("1234567", "SKS", "Enhed"), "Opslag", NOW)
+        with self._open(store_target, policy) as log:
+            counting = Counting(log.store)
+            log._identity.registry = counting
+            with pytest.raises(ValidationError):
+                log.record_many([*good, bad])
+            assert counting.calls["add_alias"] == 0
+            assert log.store.counts().pending == 0
+            assert log.resolve(NORD, "AJ") is None
+            # the same batch without the bad access registers and numbers as usual
+            assert all(log.record_many(good))
+            assert counting.calls["add_alias"] == 3
+            assert log.resolve(NORD, "AJ3") == "A2"
+
+
+class TestAlternativeIdFits:
+    def test_every_candidate_fits_with_the_longest_prefix(self) -> None:
+        """Whatever the collisions, a shown code with a 30-character prefix fits in 50."""
+        alt = AlternativeId(b"kommunens-hemmelighed-2026", prefix="P" * 30)
+        shown = [alt.show(c) for c in alt.candidates(same_initials(1)[0], NORD)]
+        assert len(shown) >= 4
+        assert all(len(s) <= 50 for s in shown)
+
+    @pytest.mark.parametrize("prefix", [7, "Med\x00arbejder", "\u200b", "P" * 31])
+    def test_a_bad_prefix_is_a_configuration_error(self, prefix: object) -> None:
+        """A prefix that is not one short visible line is refused when configured."""
+        with pytest.raises(ConfigurationError, match="prefix"):
+            AlternativeId(b"kommunens-hemmelighed-2026", prefix=prefix)  # type: ignore[arg-type]

@@ -243,17 +243,17 @@ class MinLog:
                 if hot.contains(day, key):  # another thread won the race
                     continue
                 pending.append((i, day, key))
-            # Build everything first: a bad name or schema fault stores nothing.
-            identity, encode = self._identity, _payload.encode
-            sources, system = self._org_sources, self.system_name
-            plain = []
-            for i, _, key in pending:
-                a = batch[i]
-                o = a.organisation
-                if o.source not in sources:
-                    check_schema_source(o.source, self.schema_version)
-                name, role = identity(a.employee, o)
-                plain.append((encode(a, system, key.hex(), name, role), key))
+            # Build everything first: a bad name or schema fault stores nothing, and no
+            # identity code is registered before every access of the batch is checked.
+            encode, sources, system = _payload.encode, self._org_sources, self.system_name
+            accesses = [batch[i] for i, _, _ in pending]
+            for a in accesses:
+                if a.organisation.source not in sources:
+                    check_schema_source(a.organisation.source, self.schema_version)
+            shown = self._identity.many([(a.employee, a.organisation) for a in accesses])
+            plain = [(encode(a, system, key.hex(), name, role), key)
+                     for a, (_, _, key), (name, role) in zip(accesses, pending, shown,
+                                                             strict=True)]
             sealed = [(day, key, blob) for (_, day, key), blob
                       in zip(pending, self._sealer.seal_many(plain), strict=True)]
             if not sealed:

@@ -10,8 +10,10 @@ and the employee id sealed with the installation's key, never a raw CPR number.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
+
+import attrs
 
 from minlog.core.model import Employee, Organisation
 from minlog.core.rules import name as _model_name
@@ -55,6 +57,18 @@ def _normalise_code(text: str) -> str:
     return token
 
 
+@attrs.frozen
+class _Pending:
+    """A code to register for an employee of an organisation, checked but not written."""
+
+    formatter: _Registered
+    employee: Employee
+    organisation: Organisation
+    scope: str
+    subject: bytes
+    role: str | None
+
+
 class BoundIdentity:
     """An `IdentityPolicy` bound to a registry: ``(employee, organisation) ->
     (user_person_name, user_role)``, unique and resolvable where the formatter asks."""
@@ -85,7 +99,23 @@ class BoundIdentity:
     def __call__(self, employee: Employee, organisation: Organisation
                  ) -> tuple[str | None, str | None]:
         """``(user_person_name, user_role)``, both checked against the schema (a bad
-        name from a formatter is a `ValidationError` naming ``user_person_name``)."""
+        name from a formatter is a `ValidationError` naming ``user_person_name``).
+        Registers the employee's code when the formatter asks for one."""
+        return self._finish(self._prepare(employee, organisation))
+
+    def many(self, pairs: Sequence[tuple[Employee, Organisation]]
+             ) -> list[tuple[str | None, str | None]]:
+        """``(user_person_name, user_role)`` for each ``(employee, organisation)``, in
+        order. Everything that can refuse a pair is checked for every pair *before* any
+        code is registered, so a batch refused for one pair registers no code for the
+        others (`MinLog.record_many` stores nothing for a refused batch, codes included)."""
+        prepared = [self._prepare(e, o) for e, o in pairs]
+        return [self._finish(p) for p in prepared]
+
+    def _prepare(self, employee: Employee, organisation: Organisation
+                 ) -> tuple[str, str | None] | _Pending:
+        """The shown name and role when they need no registry write; otherwise a
+        `_Pending` registration, checked as far as it can be without registering."""
         formatter = self.policy.formatter_for(organisation)
         if type(formatter) is FullName:
             # A pure function of the name: remember the checked answer (no CPR involved).
@@ -100,13 +130,32 @@ class BoundIdentity:
             return found
         show_role = getattr(formatter, "show_role", True)
         role = employee.role if show_role else None
-        if isinstance(formatter, AlternativeId | Initials):
-            code = self._register(formatter, employee, organisation)
-            name = (formatter.show(code) if isinstance(formatter, AlternativeId)
-                    else formatter.show(code, organisation))
-        else:
-            name = formatter(employee, organisation)
-        return self._checked(name, role)
+        if not isinstance(formatter, AlternativeId | Initials):
+            return self._checked(formatter(employee, organisation), role)
+        scope = self.scope(organisation)
+        subject = self._subject(employee)
+        code = self._cache.get((scope, subject))
+        if code is None:
+            # What registering needs and what the citizen would see, checked now: the
+            # name behind the initials, and the shown form of the first candidate.
+            code = (formatter.initials(employee) if isinstance(formatter, Initials)
+                    else next(formatter.candidates(employee, organisation)))
+            self._checked(self._show(formatter, code, organisation), role)
+            return _Pending(formatter, employee, organisation, scope, subject, role)
+        return self._checked(self._show(formatter, code, organisation), role)
+
+    def _finish(self, prepared: tuple[str, str | None] | _Pending
+                ) -> tuple[str | None, str | None]:
+        if not isinstance(prepared, _Pending):
+            return prepared
+        p = prepared
+        code = self._register(p.formatter, p.employee, p.organisation, p.scope, p.subject)
+        return self._checked(self._show(p.formatter, code, p.organisation), p.role)
+
+    @staticmethod
+    def _show(formatter: _Registered, code: str, organisation: Organisation) -> str:
+        return (formatter.show(code) if isinstance(formatter, AlternativeId)
+                else formatter.show(code, organisation))
 
     @staticmethod
     def _checked(name: object, role: str | None) -> tuple[str, str | None]:
@@ -117,9 +166,8 @@ class BoundIdentity:
         return name, role
 
     def _register(self, formatter: _Registered, employee: Employee,
-                  organisation: Organisation) -> str:
-        scope = self.scope(organisation)
-        subject = self._subject(employee)
+                  organisation: Organisation, scope: str, subject: bytes) -> str:
+        """The code of ``subject`` in ``scope``: the one issued before, or a new one."""
         cached = self._cache.get((scope, subject))
         if cached is not None:
             return cached

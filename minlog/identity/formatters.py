@@ -23,6 +23,7 @@ from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
+from minlog.core import rules
 from minlog.core.model import Employee, Organisation
 from minlog.errors import ConfigurationError, ValidationError
 
@@ -124,8 +125,13 @@ class AlternativeId:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.secret, bytes) or len(self.secret) < 16:
             raise ConfigurationError("AlternativeId.secret: must be at least 16 bytes")
-        if len(self.prefix) > 30 or any(c in self.prefix for c in "\r\n\t"):
-            raise ConfigurationError("AlternativeId.prefix: at most 30 characters, one line")
+        if self.prefix != "":
+            try:
+                rules.name("AlternativeId.prefix", self.prefix, 30)
+            except ValidationError as e:
+                raise ConfigurationError(
+                    f"AlternativeId.prefix: at most 30 characters, one line ({e.rule})"
+                ) from None
 
     def _symbols(self, employee: Employee, organisation: Organisation) -> str:
         msg = "\x1f".join((organisation.source, organisation.id, employee.source, employee.id))
@@ -138,11 +144,17 @@ class AlternativeId:
         return "".join(out)
 
     def candidates(self, employee: Employee, organisation: Organisation) -> Iterator[str]:
-        """Registry codes, shortest first: 7, 9, 11, ... data symbols plus the check."""
+        """Registry codes, shortest first: 7, 9, 11, ... data symbols plus the check, as
+        long as the shown text fits in 50 characters (with the longest prefix, codes of
+        up to 16 symbols: a collision of even the 9-symbol codes is unheard of)."""
         symbols = self._symbols(employee, organisation)
+        room = LIMIT - (len(self.prefix) + 1 if self.prefix else 0)
         for length in range(7, 50, 2):
             data = symbols[:length]
-            yield data + check_character(data)
+            code = data + check_character(data)
+            if len(group(code)) > room:
+                return
+            yield code
 
     def show(self, code: str) -> str:
         return f"{self.prefix} {group(code)}" if self.prefix else group(code)
