@@ -320,7 +320,8 @@ class TestRegistryInTheStore:
         assert again == first
 
     def test_minlog_resolve_and_cli(self, tmp_path: Path) -> None:
-        """MinLog.resolve and `minlog resolve` return the employee id behind a code."""
+        """MinLog.resolve returns the employee id behind a code; `minlog resolve` prints
+        it with its source and the name."""
         db = tmp_path / "m.sqlite"
         e = employee(5)
         with MinLog.open(db, transport=MemoryTransport(), system_name="Cura", key=KEY,
@@ -335,4 +336,6 @@ class TestRegistryInTheStore:
             [sys.executable, "-m", "minlog", "resolve", str(db), "--key", str(tmp_path / "k"),
              "--organisation", NORD.id, name],
             capture_output=True, text=True, check=True).stdout
-        assert out.strip() == e.id
+        assert f"employee id:     {e.id}\n" in out
+        assert "employee source: CPR\n" in out
+        assert "name:            Anne Jensen\n" in out

@@ -145,6 +145,15 @@ class TestStoreRegistry:
         assert store.highest_alias_number(SCOPE, "A") == 9
         assert store.highest_alias_number("SOR:other", "AJ") == 0
 
+    def test_list_aliases(self, store: Any) -> None:
+        """Every (code, sealed) of one scope, in code order; other scopes stay out."""
+        assert store.list_aliases(SCOPE) == []
+        for code in ("AJ2", "K7Q49MX2", "AJ"):
+            assert store.add_alias(SCOPE, code, code.encode(), b"sealed " + code.encode())
+        assert store.add_alias("SOR:other", "AJ", b"aj", b"x")
+        assert store.list_aliases(SCOPE) == [("AJ", b"sealed AJ"), ("AJ2", b"sealed AJ2"),
+                                             ("K7Q49MX2", b"sealed K7Q49MX2")]
+
     @pytest.mark.parametrize("stem", ["A%", "A_", "A*", "A?", "A[", "A\\"])
     def test_highest_alias_number_takes_the_stem_literally(self, store: Any,
                                                            stem: str) -> None:

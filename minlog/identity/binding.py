@@ -18,6 +18,15 @@ import attrs
 from minlog.core.model import Employee, Organisation
 from minlog.core.rules import name as _model_name
 from minlog.errors import ValidationError
+from minlog.identity.codes import (
+    CodeLookup,
+    IssuedCode,
+    Kind,
+    check_verdict,
+    pack,
+    readings,
+    unpack,
+)
 from minlog.identity.formatters import LIMIT, AlternativeId, FullName, Initials
 
 if TYPE_CHECKING:
@@ -42,19 +51,15 @@ class AliasRegistry(Protocol):
 
     def resolve_alias(self, scope: str, code: str) -> bytes | None: ...
 
+    def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
+        """Every ``(code, sealed)`` registered in ``scope``, in code order."""
+        ...
+
     def highest_alias_number(self, scope: str, stem: str) -> int:
         """The highest ``n`` for which ``stem + str(n)`` is a code in ``scope``, counting
         the bare ``stem`` as 1; 0 when neither is registered. Only codes that are ``stem``
         followed by digits count (``"AJK"`` and ``"AJ2X"`` are not numbers of ``"AJ"``)."""
         ...
-
-
-def _normalise_code(text: str) -> str:
-    """What a person typed, as a registry code: upper case, Crockford's look-alikes mapped
-    (O->0, I/L->1), separators and prefix words removed."""
-    token = text.strip().split()[-1] if text.strip() else ""
-    token = token.upper().replace("-", "").replace("O", "0").replace("I", "1").replace("L", "1")
-    return token
 
 
 @attrs.frozen
@@ -174,8 +179,8 @@ class BoundIdentity:
         with self._lock:
             code = self.registry.alias_for(scope, subject)
             if code is None:
-                sealed = self._seal(f"{employee.source}\x1f{employee.id}".encode(),
-                                    scope.encode())
+                kind: Kind = "initials" if isinstance(formatter, Initials) else "alternative-id"
+                sealed = self._seal(pack(employee, kind), scope.encode())
                 if isinstance(formatter, Initials):
                     code = self._number(formatter.initials(employee), scope, subject, sealed)
                 else:
@@ -217,15 +222,44 @@ class BoundIdentity:
         raise ValidationError("user_person_name", "no free code in this scope")
 
     def resolve(self, organisation: Organisation, code: str) -> str | None:
-        """The employee id behind a code shown to a citizen, or None. Accepts the shown
-        text (``"Medarbejder K7Q4-9MX2"``, ``"AJ2, Hjemmeplejen Nord"``) or the bare code,
-        in any case, with Crockford's look-alikes (O for 0, I or L for 1)."""
+        """The employee id behind a code shown to a citizen, or None (see `lookup`)."""
+        found = self.lookup(organisation, code).issued
+        return None if found is None else found.employee_id
+
+    def lookup(self, organisation: Organisation, text: str) -> CodeLookup:
+        """What ``text`` is in ``organisation``'s registry. Accepts the shown text
+        (``"Medarbejder K7Q4-9MX2"``, ``"AJ2, Hjemmeplejen Nord"``) or the bare code, in
+        any case, with a hyphen, spaces or nothing between the groups, and Crockford's
+        look-alikes (O for 0, I or L for 1). When no code is found, says whether the text
+        was a mistyped `AlternativeId` code (its check symbol does not match) rather than
+        a code no employee of this organisation has."""
         scope = self.scope(organisation)
-        text = code.split(",")[0].strip()
-        tries = [text.split()[-1] if text else text, _normalise_code(text)]
-        for candidate in dict.fromkeys(t.upper() for t in tries if t):
+        for candidate in readings(text):
             sealed = self.registry.resolve_alias(scope, candidate)
             if sealed is not None:
-                plain = self._unseal(sealed, scope.encode()).decode()
-                return plain.split("\x1f", 1)[1]
-        return None
+                return CodeLookup("found", self._open(scope, candidate, sealed))
+        verdict = check_verdict(text)
+        if verdict == "empty":
+            return CodeLookup("empty")
+        if verdict == "mistyped":
+            return CodeLookup("mistyped")
+        return CodeLookup("unknown", checked=verdict == "well-formed")
+
+    def codes(self, organisation: Organisation) -> list[IssuedCode]:
+        """Every code issued in ``organisation``, with its employee (an operator's listing:
+        it holds employee ids), numbered initials in their numeric order."""
+        scope = self.scope(organisation)
+        issued = [self._open(scope, code, sealed)
+                  for code, sealed in self.registry.list_aliases(scope)]
+        return sorted(issued, key=lambda c: _natural(c.code))
+
+    def _open(self, scope: str, code: str, sealed: bytes) -> IssuedCode:
+        return unpack(code, self._unseal(sealed, scope.encode()))
+
+
+def _natural(code: str) -> tuple[str, int, str]:
+    """Sort key: ``"AJ"``, ``"AJ2"``, ..., ``"AJ10"`` (a number after the letters in
+    numeric order)."""
+    stem = code.rstrip("0123456789")
+    digits = code[len(stem):]
+    return stem, int(digits) if digits and len(digits) < 19 else 0, digits

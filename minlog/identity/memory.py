@@ -29,6 +29,10 @@ class MemoryAliasRegistry:
         found = self.codes.get((scope, code))
         return None if found is None else found[1]
 
+    def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
+        return sorted((code, sealed) for (s, code), (_, sealed) in self.codes.items()
+                      if s == scope)
+
     def highest_alias_number(self, scope: str, stem: str) -> int:
         highest = 0
         for (s, code) in self.codes:

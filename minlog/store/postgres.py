@@ -465,3 +465,11 @@ class PostgresStore:
             {"scope": scope, "stem": stem, "len": len(stem), "n": len(stem) + 1}).fetchone(),
             retry=True)
         return 0 if row is None or row[0] is None else int(row[0])
+
+    def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
+        """Every ``(code, sealed)`` registered in ``scope``, in code order (an operator's
+        listing)."""
+        rows = self._run(lambda c: c.execute(self._q(
+            "SELECT code, sealed FROM {s}.aliases WHERE scope = %s ORDER BY code"),
+            [scope]).fetchall(), retry=True)
+        return [(str(code), bytes(sealed)) for code, sealed in rows]

@@ -496,3 +496,11 @@ class SQLiteStore:
             " AND (code = ?2 OR (length(code) >= ?3 AND substr(code, ?3) NOT GLOB '*[^0-9]*'))",
             [scope, stem, len(stem) + 1, stem + "\U0010ffff"]).fetchone())
         return 0 if row is None or row[0] is None else int(row[0])
+
+    def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
+        """Every ``(code, sealed)`` registered in ``scope``, in code order (an operator's
+        listing; one indexed range read)."""
+        rows = self._read(lambda c: c.execute(
+            "SELECT code, sealed FROM aliases WHERE scope = ? ORDER BY code", [scope]
+        ).fetchall())
+        return [(str(code), bytes(sealed)) for code, sealed in rows]
