@@ -101,27 +101,35 @@ class BoundIdentity:
     def scope(organisation: Organisation) -> str:
         return f"{organisation.source}:{organisation.id}"
 
-    def __call__(self, employee: Employee, organisation: Organisation
-                 ) -> tuple[str | None, str | None]:
+    def __call__(self, employee: Employee, organisation: Organisation,
+                 municipality: str | None = None) -> tuple[str | None, str | None]:
         """``(user_person_name, user_role)``, both checked against the schema (a bad
         name from a formatter is a `ValidationError` naming ``user_person_name``).
-        Registers the employee's code when the formatter asks for one."""
-        return self._finish(self._prepare(employee, organisation))
+        ``municipality`` is the CVR of the municipality the access belongs to, when the
+        caller knows it (see `IdentityPolicy.formatter_for`). Registers the employee's
+        code when the formatter asks for one."""
+        return self._finish(self._prepare(employee, organisation, municipality))
 
-    def many(self, pairs: Sequence[tuple[Employee, Organisation]]
+    def many(self, pairs: Sequence[tuple[Employee, Organisation]],
+             municipalities: Sequence[str | None] | None = None
              ) -> list[tuple[str | None, str | None]]:
         """``(user_person_name, user_role)`` for each ``(employee, organisation)``, in
-        order. Everything that can refuse a pair is checked for every pair *before* any
-        code is registered, so a batch refused for one pair registers no code for the
-        others (`MinLog.record_many` stores nothing for a refused batch, codes included)."""
-        prepared = [self._prepare(e, o) for e, o in pairs]
+        order (``municipalities``, when given, holds the municipality of each pair).
+        Everything that can refuse a pair is checked for every pair *before* any code is
+        registered, so a batch refused for one pair registers no code for the others
+        (`MinLog.record_many` stores nothing for a refused batch, codes included)."""
+        if municipalities is None:
+            prepared = [self._prepare(e, o, None) for e, o in pairs]
+        else:
+            prepared = [self._prepare(e, o, m)
+                        for (e, o), m in zip(pairs, municipalities, strict=True)]
         return [self._finish(p) for p in prepared]
 
-    def _prepare(self, employee: Employee, organisation: Organisation
-                 ) -> tuple[str, str | None] | _Pending:
+    def _prepare(self, employee: Employee, organisation: Organisation,
+                 municipality: str | None) -> tuple[str, str | None] | _Pending:
         """The shown name and role when they need no registry write; otherwise a
         `_Pending` registration, checked as far as it can be without registering."""
-        formatter = self.policy.formatter_for(organisation)
+        formatter = self.policy.formatter_for(organisation, municipality)
         if type(formatter) is FullName:
             # A pure function of the name: remember the checked answer (no CPR involved).
             memo = (formatter.show_role, employee.name, employee.role)
