@@ -3,8 +3,15 @@
 Codes of `AlternativeId` and `Initials` are made unique within an organisation by an
 `AliasRegistry` (the store's alias table): a code taken by another employee is extended
 (the next, longer candidate), and a code once issued to an employee is reused forever,
-whatever the secret is later rotated to. The registry holds a keyed digest of the employee
-and the employee id sealed with the installation's key, never a raw CPR number.
+whatever the secret is later rotated to. Initials are numbered after the highest number
+in use (one registry call per new employee). The registry holds a keyed digest of the
+employee and a record sealed with the installation's key (the employee's id and source,
+the name when the code was issued, the formatter: `minlog.identity.codes.pack`), never a
+raw CPR number or name.
+
+`BoundIdentity.many` checks every access of a batch before it registers any code, so a
+refused batch leaves the registry as it was. `lookup` and `codes` are the operator's way
+back from a code to the employee (`minlog resolve`, `minlog codes`).
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ _Registered = AlternativeId | Initials
 
 
 class AliasRegistry(Protocol):
-    """Where issued codes are kept unique and resolvable (the `Store` alias methods)."""
+    """Where issued codes are kept unique and resolvable (the `Store` alias methods;
+    `minlog.identity.memory.MemoryAliasRegistry` in memory)."""
 
     def alias_for(self, scope: str, subject: bytes) -> str | None: ...
 
