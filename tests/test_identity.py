@@ -26,6 +26,7 @@ from minlog import (
 )
 from minlog.core.clock import FixedClock
 from minlog.core.days import COPENHAGEN
+from minlog.identity.memory import MemoryAliasRegistry
 from minlog.identity.policy import (
     ALPHABET,
     AlternativeId,
@@ -42,26 +43,8 @@ NORD = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
 SYD = Organisation("380000000000002", "SOR", "Misbrugscenter Syd")
 NOW = dt.datetime(2026, 11, 24, 9, 0, tzinfo=COPENHAGEN)
 
-class MemoryRegistry:
-    """An alias registry in a dict (the store's is tested through MinLog below)."""
-
-    def __init__(self) -> None:
-        self.codes: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        self.subjects: dict[tuple[str, bytes], str] = {}
-
-    def alias_for(self, scope: str, subject: bytes) -> str | None:
-        return self.subjects.get((scope, subject))
-
-    def add_alias(self, scope: str, code: str, subject: bytes, sealed: bytes) -> bool:
-        if (scope, code) in self.codes or (scope, subject) in self.subjects:
-            return False
-        self.codes[(scope, code)] = (subject, sealed)
-        self.subjects[(scope, subject)] = code
-        return True
-
-    def resolve_alias(self, scope: str, code: str) -> bytes | None:
-        found = self.codes.get((scope, code))
-        return None if found is None else found[1]
+#: The registry protocol in memory (the store's is tested through MinLog below).
+MemoryRegistry = MemoryAliasRegistry
 
 
 def bound(policy: IdentityPolicy, registry: MemoryRegistry | None = None):  # type: ignore[no-untyped-def]
@@ -338,7 +321,8 @@ class TestRegistryInTheStore:
         assert again == first
 
     def test_minlog_resolve_and_cli(self, tmp_path: Path) -> None:
-        """MinLog.resolve and `minlog resolve` return the employee id behind a code."""
+        """MinLog.resolve returns the employee id behind a code; `minlog resolve` prints
+        it with its source and the name."""
         db = tmp_path / "m.sqlite"
         e = employee(5)
         with MinLog.open(db, transport=MemoryTransport(), system_name="Cura", key=KEY,
@@ -353,4 +337,6 @@ class TestRegistryInTheStore:
             [sys.executable, "-m", "minlog", "resolve", str(db), "--key", str(tmp_path / "k"),
              "--organisation", NORD.id, name],
             capture_output=True, text=True, check=True).stdout
-        assert out.strip() == e.id
+        assert f"employee id:     {e.id}\n" in out
+        assert "employee source: CPR\n" in out
+        assert "name:            Anne Jensen\n" in out

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from minlog.cli.identity import add_commands as add_identity_commands
 from minlog.client.facade import MinLog
-from minlog.core.model import Organisation
 from minlog.errors import DeliveryError, MinlogError, TransientDeliveryError
 from minlog.minlog2 import BatchResult
 from minlog.minlog2.registration import Registration
@@ -117,18 +117,6 @@ def cmd_drain(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if done else 1
 
 
-def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
-    """Print the employee id behind an identity code a citizen was shown."""
-    org = Organisation(args.organisation, args.organisation_source)
-    with _open_for_ops(args) as log:
-        found = log.resolve(org, args.code)
-    if found is None:
-        out.write("no employee has that code in that organisation\n")
-        return 1
-    out.write(found + "\n")
-    return 0
-
-
 # ----------------------------------------------------------------------------- parser
 
 
@@ -186,13 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="entries per request (default 500)")
     drain.set_defaults(func=cmd_drain)
 
-    resolve = store_parser("resolve", "find the employee behind a shown code",
-                           cmd_resolve.__doc__)
-    resolve.add_argument("code", help='the code or the shown text, e.g. "Medarbejder K7Q4-9MX2"')
-    resolve.add_argument("--organisation", required=True, help="the organisation's id")
-    resolve.add_argument("--organisation-source", default="SOR",
-                         help="the organisation id's source (default SOR)")
-    resolve.set_defaults(func=cmd_resolve)
+    add_identity_commands(store_parser)  # resolve, codes
     return parser
 
 

@@ -306,14 +306,15 @@ class MinLog:
         """Build and seal the candidates' logs (a bad name or a schema rule stores
         nothing), append them in one transaction with those of other threads waiting
         meanwhile, and let the ledger learn the answers."""
-        identity, version, system = self._identity, self.schema_version, self.system_name
-        encode = _entry.encode_access
-        plain = []
-        for c in cands:
-            a = batch[c.position]
+        version, system = self.schema_version, self.system_name
+        accesses = [batch[c.position] for c in cands]
+        for a in accesses:
             check_access(a, version)
-            name, role = identity(a.employee, a.organisation)
-            plain.append((encode(a, system, c.key.hex(), name, role), c.key))
+        # Every access is checked before any identity code is registered.
+        shown = self._identity.many([(a.employee, a.organisation) for a in accesses])
+        encode = _entry.encode_access
+        plain = [(encode(a, system, c.key.hex(), name, role), c.key)
+                 for a, c, (name, role) in zip(accesses, cands, shown, strict=True)]
         sealed = self._sealer.seal_many(plain)
         entries = [NewEntry(c.day, c.key, blob) for c, blob in zip(cands, sealed, strict=True)]
         with self._lock:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Final
 
 from minlog.errors import ValidationError
 
-__all__ = ["EARLIEST", "aware", "cpr", "filters", "identifier", "is_cpr", "name",
-           "normalise_cpr", "one_of", "opt", "text", "to_tuple"]
+__all__ = ["EARLIEST", "aware", "cpr", "filters", "identifier", "is_cpr", "is_visible",
+           "name", "normalise_cpr", "one_of", "opt", "text", "to_tuple"]
 
 #: MinLog2 refuses times before this instant.
 EARLIEST: Final = _dt.datetime(2015, 1, 1, tzinfo=_dt.UTC)
@@ -24,18 +25,46 @@ EARLIEST: Final = _dt.datetime(2015, 1, 1, tzinfo=_dt.UTC)
 # Characters XML 1.0 cannot carry, plus the other C0/C1 controls (tab, LF, CR excepted).
 _BAD_CHARS: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _CPR: Final = re.compile(r"(\d{6})-?(\d{4})")
+#: Letters, numbers, punctuation and symbols can be seen; separators (spaces), controls,
+#: format characters (zero-width space, joiners, U+FEFF, soft hyphen, tags), private-use
+#: and unassigned code points, and combining marks on their own cannot.
+_VISIBLE_CATEGORIES: Final = frozenset("LNPS")
+#: Any printable ASCII character other than the space: the quick answer for most text.
+_ASCII_VISIBLE: Final = re.compile("[!-~]")
+#: Letters and symbols that are drawn as nothing: the Hangul fillers, the blank Braille
+#: pattern, the musical null notehead.
+_BLANK_GLYPHS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800\U0001d159")
+
+
+def is_visible(value: str) -> bool:
+    """True when ``value`` has at least one character a reader can see (a letter, digit,
+    punctuation mark or symbol). Quick for the usual text: the first such character ends
+    the search."""
+    if _ASCII_VISIBLE.search(value):
+        return True
+    if value.isascii():
+        return False
+    category = unicodedata.category
+    return any(category(c)[0] in _VISIBLE_CATEGORIES and c not in _BLANK_GLYPHS
+               for c in value)
 
 
 def text(field: str, value: object, limit: int) -> str:
-    """A required schema string: 1..limit characters, not blank, XML-safe."""
+    """A required schema string: 1..limit characters, XML-safe, with something to see
+    (a text of only spaces, zero-width or other invisible characters, or combining marks
+    alone, would reach the citizen as a blank)."""
     if type(value) is not str:
         raise ValidationError(field, f"must be a string, not {type(value).__name__}")
     if not value or value.isspace():
-        raise ValidationError(field, "must not be empty or blank")
+        raise ValidationError(field, "must not be empty or blank (it needs a visible character)")
     if len(value) > limit:
         raise ValidationError(field, f"must be at most {limit} characters (got {len(value)})")
     if _BAD_CHARS.search(value):
         raise ValidationError(field, "must not contain control characters")
+    if not is_visible(value):
+        raise ValidationError(
+            field, "must have a visible character (not only spaces, invisible or format "
+                   "characters, or combining marks)")
     return value
 
 
@@ -52,12 +81,16 @@ def name(field: str, value: object, limit: int) -> str | None:
 
 
 def one_of(field: str, value: object, allowed: Iterable[str]) -> str:
+    """One of the names ``allowed`` (a source, say). Anything but a string is refused by
+    its type first: a list or a dict cannot even be looked up (it is unhashable)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, not {type(value).__name__}")
     allowed = frozenset(allowed)
     if value not in allowed:
         # Echo the value only when it cannot be an identifier given in the wrong place
         # (a CPR number passed as a source, say): short and without digits.
-        shown = (value if isinstance(value, str) and len(value) <= 40
-                 and not any(c.isdigit() for c in value) else "the value given")
+        shown = (value if len(value) <= 40 and not any(c.isdigit() for c in value)
+                 else "the value given")
         raise ValidationError(field, f"{shown!r} is not one of {', '.join(sorted(allowed))}")
     return str(value)
 
@@ -112,9 +145,14 @@ def normalise_cpr(value: object) -> object:
 def aware(field: str, value: object) -> _dt.datetime:
     if not isinstance(value, _dt.datetime):
         raise ValidationError(field, f"must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    try:
+        offset = None if value.tzinfo is None else value.utcoffset()
+        early = offset is not None and value < EARLIEST
+    except (TypeError, ValueError, OverflowError):  # a tzinfo that breaks its contract
+        raise ValidationError(field, "its time zone must give a valid UTC offset") from None
+    if offset is None:
         raise ValidationError(field, "must be timezone-aware (naive times are ambiguous)")
-    if value < EARLIEST:
+    if early:
         raise ValidationError(field, "must not be before 2015-01-01T00:00:00Z")
     return value
 
@@ -126,4 +164,8 @@ def filters(field: str, value: object) -> tuple[str, ...]:
 
 
 def to_tuple(value: object) -> object:
-    return tuple(value) if isinstance(value, list) else value
+    """A collection of strings as a tuple (a generator is read once, here, and kept);
+    anything else unchanged, for `filters` to refuse by name."""
+    if isinstance(value, tuple | str | bytes | bytearray) or not isinstance(value, Iterable):
+        return value
+    return tuple(value)

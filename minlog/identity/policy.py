@@ -1,44 +1,40 @@
-"""How the employee is shown to the citizen: full name, or a resolvable alternative.
+"""Which formatter each organisation uses: the `IdentityPolicy`, in code or from TOML.
 
 MinLog2 shows ``UserPersonName`` (at most 50 characters). By default that is the full
 name; a municipality may instead show another *unique* identification of its staff that
 it can *resolve* back to the employee. The choice is made per organisation by an
-`IdentityPolicy`.
-
-Formatters (pure; the `IdentityFormatter` protocol is one call):
-
-* `FullName` - the name as registered, shortened deterministically and readably when
-  longer than 50 characters.
-* `AlternativeId` - ``"Medarbejder K7Q4-9MX2"``: a code derived with a keyed MAC from a
-  secret the municipality holds, with a check symbol against typing errors.
-* `Initials` - ``"AJ, Hjemmeplejen Nord"``: initials plus the unit's name.
-
-Codes of `AlternativeId` and `Initials` are made unique within an organisation by an
-`AliasRegistry` (the store's alias table): a code taken by another employee is extended
-(the next, longer candidate), and a code once issued to an employee is reused forever,
-whatever the secret is later rotated to. The registry holds a keyed digest of the employee
-and the employee id sealed with the installation's key, never a raw CPR number.
+`IdentityPolicy`; `IdentityPolicy.bind` joins it to the store's alias registry
+(`minlog.identity.binding`). The formatters live in `minlog.identity.formatters`; their
+names are re-exported here, where they have always been imported from.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import threading
 import tomllib
-import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any
 
 import attrs
 
 from minlog.core.model import Employee, Organisation
-from minlog.core.rules import name as _model_name
 from minlog.errors import ConfigurationError, ValidationError
+from minlog.identity.binding import AliasRegistry, BoundIdentity
+from minlog.identity.formatters import (
+    ALPHABET,
+    LIMIT,
+    AlternativeId,
+    FullName,
+    IdentityFormatter,
+    Initials,
+    check_character,
+    shorten_name,
+)
 
 __all__ = [
+    "ALPHABET",
+    "LIMIT",
     "AliasRegistry",
     "AlternativeId",
     "BoundIdentity",
@@ -46,194 +42,159 @@ __all__ = [
     "IdentityFormatter",
     "IdentityPolicy",
     "Initials",
+    "MunicipalityPolicy",
     "check_character",
     "shorten_name",
 ]
-
-LIMIT: Final = 50
-_MEMO_LIMIT: Final = 100_000  # names remembered by a bound policy before it starts afresh
-#: Crockford's base-32 alphabet less Z: no I, L, O, U (no confusion with 1, 0, V). 31
-#: symbols, a prime, so that the check symbol catches every single error (see below).
-ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXY"
-_PARTICLES: Final = frozenset({"von", "van", "de", "der", "den", "du", "la", "le", "af", "zu",
-                               "di", "da", "del", "ten", "ter"})
-
-
-@runtime_checkable
-class IdentityFormatter(Protocol):
-    """Turns an employee of an organisation into the name the citizen sees."""
-
-    def __call__(self, employee: Employee, organisation: Organisation) -> str: ...
-
-
-class AliasRegistry(Protocol):
-    """Where issued codes are kept unique and resolvable (the `Store` alias methods)."""
-
-    def alias_for(self, scope: str, subject: bytes) -> str | None: ...
-
-    def add_alias(self, scope: str, code: str, subject: bytes, sealed: bytes) -> bool: ...
-
-    def resolve_alias(self, scope: str, code: str) -> bytes | None: ...
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _name_of(employee: Employee) -> str:
-    name = employee.name
-    if name is None:
-        raise ValidationError("employee.name", "required: the identity policy shows the name")
-    return unicodedata.normalize("NFC", " ".join(name.split()))
-
-
-def shorten_name(name: str, limit: int = LIMIT) -> str:
-    """``name`` in at most ``limit`` characters, deterministically and readably: keep the
-    first and last names, abbreviate middle names to initials, then drop them, then cut
-    the last name with a marker ("…")."""
-    name = " ".join(name.split())
-    if len(name) <= limit:
-        return name
-    parts = name.split(" ")
-    if len(parts) > 2:
-        first, middle, last = parts[0], parts[1:-1], parts[-1]
-        abbreviated = [m if m.lower() in _PARTICLES else f"{m[0]}." for m in middle]
-        candidate = " ".join([first, *abbreviated, last])
-        if len(candidate) <= limit:
-            return candidate
-        candidate = f"{first} {last}"
-        if len(candidate) <= limit:
-            return candidate
-        name = candidate
-    return name[: limit - 1].rstrip() + "…"
-
-
-def check_character(code: str) -> str:
-    """A check symbol for ``code``: the sum of symbol values weighted 1..30 (repeating),
-    modulo 31. 31 is prime and no weight is 0 modulo 31, so every single wrong symbol and
-    every swap of two different neighbours changes it."""
-    total = sum(((i % 30) + 1) * ALPHABET.index(c) for i, c in enumerate(code))
-    return ALPHABET[total % 31]
-
-
-def _group(code: str) -> str:
-    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
-
-
-def _normalise_code(text: str) -> str:
-    """What a person typed, as a registry code: upper case, Crockford's look-alikes mapped
-    (O->0, I/L->1), separators and prefix words removed."""
-    token = text.strip().split()[-1] if text.strip() else ""
-    token = token.upper().replace("-", "").replace("O", "0").replace("I", "1").replace("L", "1")
-    return token
-
-
-# ----------------------------------------------------------------------------- formatters
-
-
-@attrs.frozen
-class FullName:
-    """The employee's name as registered (shortened when over 50 characters)."""
-
-    show_role: bool = True
-
-    def __call__(self, employee: Employee, organisation: Organisation) -> str:
-        return shorten_name(_name_of(employee))
-
-
-@attrs.frozen
-class AlternativeId:
-    """``"<prefix> XXXX-XXXX"``: 7 symbols (31-symbol alphabet) from HMAC-SHA256(secret,
-    organisation, employee) and a check symbol; longer codes when a shorter one is taken."""
-
-    secret: bytes = attrs.field(repr=False)
-    prefix: str = "Medarbejder"
-    show_role: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.secret, bytes) or len(self.secret) < 16:
-            raise ConfigurationError("AlternativeId.secret: must be at least 16 bytes")
-        if len(self.prefix) > 30 or any(c in self.prefix for c in "\r\n\t"):
-            raise ConfigurationError("AlternativeId.prefix: at most 30 characters, one line")
-
-    def _symbols(self, employee: Employee, organisation: Organisation) -> str:
-        msg = "\x1f".join((organisation.source, organisation.id, employee.source, employee.id))
-        digest = hmac.new(self.secret, msg.encode(), hashlib.sha256).digest()
-        n = int.from_bytes(digest, "big")
-        out = []
-        for _ in range(51):  # 51 base-31 digits use 252 of the 256 bits
-            n, digit = divmod(n, 31)
-            out.append(ALPHABET[digit])
-        return "".join(out)
-
-    def candidates(self, employee: Employee, organisation: Organisation) -> Iterator[str]:
-        """Registry codes, shortest first: 7, 9, 11, ... data symbols plus the check."""
-        symbols = self._symbols(employee, organisation)
-        for length in range(7, 50, 2):
-            data = symbols[:length]
-            yield data + check_character(data)
-
-    def show(self, code: str) -> str:
-        return f"{self.prefix} {_group(code)}" if self.prefix else _group(code)
-
-    def __call__(self, employee: Employee, organisation: Organisation) -> str:
-        """The shortest candidate, unregistered (use a bound policy for uniqueness)."""
-        return self.show(next(self.candidates(employee, organisation)))
-
-
-@attrs.frozen
-class Initials:
-    """``"AJ, Hjemmeplejen Nord"``: initials and the unit's name; ``"AJ2, ..."`` when
-    taken. Initials alone are not unique: the registry numbers them."""
-
-    show_role: bool = False
-
-    def initials(self, employee: Employee) -> str:
-        parts = [p for p in _name_of(employee).replace("-", " ").split()
-                 if p.lower() not in _PARTICLES]
-        letters = "".join(p[0] for p in parts if p[0].isalnum()).upper()
-        return letters or "X"
-
-    def candidates(self, employee: Employee, organisation: Organisation) -> Iterator[str]:
-        letters = self.initials(employee)
-        yield letters
-        for n in range(2, 1_000_000):
-            yield f"{letters}{n}"
-
-    def show(self, code: str, organisation: Organisation) -> str:
-        if not organisation.name:
-            return code[:LIMIT]
-        room = LIMIT - len(code) - 2
-        unit = organisation.name if len(organisation.name) <= room else (
-            organisation.name[: room - 1].rstrip() + "…")
-        return f"{code}, {unit}"
-
-    def __call__(self, employee: Employee, organisation: Organisation) -> str:
-        return self.show(self.initials(employee), organisation)
-
-
-_Registered = AlternativeId | Initials
-
-
-# ----------------------------------------------------------------------------- policy
 
 
 def _org_key(organisation: Organisation) -> tuple[str, str]:
     return organisation.source, organisation.id
 
 
+def _is_cvr(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 8 and value.isascii() and value.isdigit()
+
+
+@attrs.frozen
+class MunicipalityPolicy:
+    """One municipality's choice of how its staff are shown: ``default`` for every unit of
+    the municipality, ``units`` (``(source, id)`` of a unit -> formatter) overriding it for
+    the units listed. A unit not listed takes ``default``, so a unit opened tomorrow shows
+    what the municipality chose, never more. ``default`` has no default value: a
+    municipality states it."""
+
+    default: IdentityFormatter
+    units: Mapping[tuple[str, str], IdentityFormatter] = attrs.field(factory=dict)
+
+    def formatter_for(self, organisation: Organisation) -> IdentityFormatter:
+        """The formatter for a unit of this municipality."""
+        return self.units.get(_org_key(organisation), self.default)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], *, where: str = "identity",
+                   base: str | os.PathLike[str] = ".") -> MunicipalityPolicy:
+        """From a parsed TOML table (a tenant's ``identity`` table, say)::
+
+            [default]                   # required: the form of every unit not listed
+            formatter = "alternative-id"
+            secret_file = "aarhus.secret"
+            [[unit]]                    # or [[organisation]], the older name
+            source = "SOR"              # default SOR
+            id = "380000000000001"
+            formatter = "full-name"
+
+        ``where`` names the table in errors; relative ``secret_file`` paths are relative to
+        ``base`` (the TOML file's folder).
+        """
+        if not isinstance(table, Mapping):
+            raise ConfigurationError(f"identity policy: {where} must be a table")
+        unknown = set(table) - {"default", "unit", "organisation"}
+        if unknown:
+            raise ConfigurationError(f"identity policy: {where}: unknown keys {sorted(unknown)}")
+        units = _units_from(table, where, Path(base))
+        if "default" not in table:
+            raise ConfigurationError(
+                f"identity policy: {where}.default: required: the form every unit of the "
+                "municipality not listed shows (formatter = \"full-name\" to show names)")
+        default = _formatter_from(table["default"], _join(where, "default"), Path(base))
+        return cls(default=default, units=units)
+
+    @classmethod
+    def from_toml(cls, source: str | os.PathLike[str], *, text: bool = False
+                  ) -> MunicipalityPolicy:
+        """From a TOML file holding one municipality's table (see `from_table`), or TOML
+        text with ``text=True``."""
+        data, base = _read_toml(source, text)
+        return cls.from_table(data, where="", base=base)
+
+
 @attrs.frozen
 class IdentityPolicy:
-    """Which formatter each organisation uses. ``strict``: an organisation not named is a
-    `ValidationError` instead of getting the default."""
+    """Which formatter each organisation uses.
+
+    For one municipality (the usual installation): ``default`` is the municipality's form
+    and ``organisations`` its per-unit overrides (``(source, id)`` -> formatter).
+
+    For several municipalities in one installation: ``municipalities`` maps each
+    municipality's CVR number to its `MunicipalityPolicy`; a unit takes its
+    municipality's override or default, never anything else. The municipality of an
+    access is the one given to `formatter_for` (by the installation's tenant routing),
+    else the one that lists the unit, else the one whose CVR is the organisation's id
+    (source ``CVR``); when none says, the access is refused (failing closed: a unit of a
+    municipality that hides names must not show them because it was not listed).
+    ``default`` then serves only municipalities the policy does not name, and
+    ``organisations`` must be empty (list units under their municipality).
+
+    ``strict``: an organisation (or a municipality) that the policy does not name is a
+    `ValidationError` instead of getting ``default``.
+    """
 
     default: IdentityFormatter = attrs.field(factory=FullName)
     organisations: Mapping[tuple[str, str], IdentityFormatter] = attrs.field(factory=dict)
     strict: bool = False
+    municipalities: Mapping[str, MunicipalityPolicy] = attrs.field(factory=dict, kw_only=True)
+    #: unit ``(source, id)`` -> the CVR of the municipality that lists it
+    _owners: dict[tuple[str, str], str] = attrs.field(init=False, repr=False, eq=False)
 
-    def formatter_for(self, organisation: Organisation) -> IdentityFormatter:
-        found = self.organisations.get(_org_key(organisation))
-        if found is not None:
-            return found
+    def __attrs_post_init__(self) -> None:
+        owners: dict[tuple[str, str], str] = {}
+        for cvr, m in self.municipalities.items():
+            if not _is_cvr(cvr):
+                raise ConfigurationError(
+                    "identity policy: municipalities are keyed by CVR number (8 digits)")
+            if not isinstance(m, MunicipalityPolicy):
+                raise ConfigurationError(
+                    f"identity policy: municipality {cvr} must be a MunicipalityPolicy")
+            for unit in m.units:
+                if unit in owners:
+                    raise ConfigurationError(
+                        f"identity policy: unit {unit[0]} {unit[1]} is listed under "
+                        f"municipalities {owners[unit]} and {cvr}")
+                owners[unit] = cvr
+        if self.municipalities and self.organisations:
+            raise ConfigurationError(
+                "identity policy: with municipalities, list each unit under its "
+                "municipality (organisations must be empty)")
+        object.__setattr__(self, "_owners", owners)
+
+    def municipality_of(self, organisation: Organisation) -> str | None:
+        """The CVR of the named municipality that lists ``organisation`` (or is it), if any."""
+        owner = self._owners.get(_org_key(organisation))
+        if owner is None and organisation.source == "CVR" and (
+                organisation.id in self.municipalities):
+            owner = organisation.id
+        return owner
+
+    def formatter_for(self, organisation: Organisation, municipality: str | None = None
+                      ) -> IdentityFormatter:
+        """The formatter for ``organisation``, a unit of ``municipality`` (its CVR) when
+        the caller knows it (see the class docstring for the rules)."""
+        if self.municipalities:
+            owner = self.municipality_of(organisation)
+            if municipality is None:
+                municipality = owner
+                if municipality is None:
+                    raise ValidationError(
+                        "access.organisation",
+                        "the identity policy cannot tell which municipality this unit "
+                        "belongs to: list the unit under its municipality (or route the "
+                        "access to its municipality)")
+            elif owner is not None and owner != municipality:
+                raise ValidationError(
+                    "access.organisation",
+                    "the identity policy lists this unit under another municipality")
+            found = self.municipalities.get(municipality)
+            if found is not None:
+                return found.formatter_for(organisation)
+            if self.strict:
+                raise ValidationError(
+                    "access.organisation",
+                    "the identity policy names no policy for this municipality (strict)")
+            return self.default
+        formatter = self.organisations.get(_org_key(organisation))
+        if formatter is not None:
+            return formatter
         if self.strict:
             raise ValidationError(
                 "access.organisation", "no identity policy names this organisation (strict)"
@@ -242,55 +203,62 @@ class IdentityPolicy:
 
     @classmethod
     def from_toml(cls, source: str | os.PathLike[str], *, text: bool = False) -> IdentityPolicy:
-        """Load a policy from a TOML file (or TOML text with ``text=True``)::
+        """Load a policy from a TOML file (or TOML text with ``text=True``).
+
+        One municipality::
 
             strict = false
-            [default]
-            formatter = "full-name"           # full-name | alternative-id | initials
+            [default]                           # the municipality's form
+            formatter = "full-name"             # full-name | alternative-id | initials
 
-            [[organisation]]
+            [[unit]]                            # or [[organisation]], the older name
             source = "SOR"
             id = "380000000000001"
             formatter = "alternative-id"
             prefix = "Medarbejder"
             secret_file = "/etc/minlog/secret"  # or secret_env = "MINLOG_ALT_SECRET"
 
-        Secrets never live in the TOML itself. Relative ``secret_file`` paths are relative
-        to the TOML file.
+        ``[default]`` may be left out only when no unit shows another form than the full
+        name (a unit not listed would otherwise show names the municipality hides).
+
+        Several municipalities, each with its own required ``[municipality.default]``::
+
+            [[municipality]]
+            cvr = "55133018"
+            name = "Aarhus Kommune"             # for the reader
+              [municipality.default]
+              formatter = "alternative-id"
+              secret_file = "aarhus.secret"
+              [[municipality.unit]]
+              id = "380000000000001"
+              formatter = "full-name"
+
+        A top-level ``[default]`` then serves municipalities not named (full name when
+        left out). Secrets never live in the TOML itself. Relative ``secret_file`` paths
+        are relative to the TOML file.
         """
-        base = Path.cwd()
-        try:
-            if text:
-                data = tomllib.loads(str(source))
-            else:
-                path = Path(source)
-                base = path.parent
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigurationError(f"identity policy: cannot read TOML: {e}") from e
-        unknown = set(data) - {"strict", "default", "organisation"}
+        data, base = _read_toml(source, text)
+        unknown = set(data) - {"strict", "default", "organisation", "unit", "municipality"}
         if unknown:
             raise ConfigurationError(f"identity policy: unknown keys {sorted(unknown)}")
         strict = data.get("strict", False)
         if not isinstance(strict, bool):
             raise ConfigurationError("identity policy: strict must be true or false")
+        units = _units_from(data, "", base)
+        municipalities = _municipalities_from(data.get("municipality", []), base)
+        if municipalities and units:
+            raise ConfigurationError(
+                "identity policy: with [[municipality]] tables, list units under their "
+                "municipality ([[municipality.unit]])")
+        if "default" not in data and not municipalities and any(
+                type(f) is not FullName for f in units.values()):
+            raise ConfigurationError(
+                "identity policy: default: required when a unit shows another form than "
+                "the full name (a unit not listed would show names): add [default] with "
+                "the municipality's form (formatter = \"full-name\" to keep names)")
         default = _formatter_from(data.get("default", {"formatter": "full-name"}), "default", base)
-        orgs: dict[tuple[str, str], IdentityFormatter] = {}
-        entries = data.get("organisation", [])
-        if not isinstance(entries, list):
-            raise ConfigurationError("identity policy: organisation must be an array of tables")
-        for i, entry in enumerate(entries):
-            where = f"organisation[{i}]"
-            if not isinstance(entry, dict):
-                raise ConfigurationError(f"identity policy: {where} must be a table")
-            src, oid = entry.get("source", "SOR"), entry.get("id")
-            if not isinstance(oid, str) or not oid or not isinstance(src, str):
-                raise ConfigurationError(f"identity policy: {where}.id must be a string")
-            rest = {k: v for k, v in entry.items() if k not in ("source", "id")}
-            if (src, oid) in orgs:
-                raise ConfigurationError(f"identity policy: {where} names {src} {oid} twice")
-            orgs[(src, oid)] = _formatter_from(rest, where, base)
-        return cls(default=default, organisations=orgs, strict=strict)
+        return cls(default=default, organisations=units, strict=strict,
+                   municipalities=municipalities)
 
     def bind(
         self,
@@ -302,6 +270,74 @@ class IdentityPolicy:
     ) -> BoundIdentity:
         """This policy with a registry for unique, resolvable codes."""
         return BoundIdentity(self, registry, subject, seal, unseal)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _read_toml(source: str | os.PathLike[str], text: bool) -> tuple[dict[str, Any], Path]:
+    base = Path.cwd()
+    try:
+        if text:
+            data = tomllib.loads(str(source))
+        else:
+            path = Path(source)
+            base = path.parent
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigurationError(f"identity policy: cannot read TOML: {e}") from e
+    return data, base
+
+
+def _units_from(table: Mapping[str, Any], where: str, base: Path
+                ) -> dict[tuple[str, str], IdentityFormatter]:
+    """The per-unit overrides of ``table``: its ``unit`` and ``organisation`` arrays."""
+    units: dict[tuple[str, str], IdentityFormatter] = {}
+    for name in ("organisation", "unit"):
+        entries = table.get(name, [])
+        if not isinstance(entries, list):
+            raise ConfigurationError(
+                f"identity policy: {_join(where, name)} must be an array of tables")
+        for i, entry in enumerate(entries):
+            at = f"{_join(where, name)}[{i}]"
+            if not isinstance(entry, dict):
+                raise ConfigurationError(f"identity policy: {at} must be a table")
+            src, oid = entry.get("source", "SOR"), entry.get("id")
+            if not isinstance(oid, str) or not oid or not isinstance(src, str):
+                raise ConfigurationError(f"identity policy: {at}.id must be a string")
+            rest = {k: v for k, v in entry.items() if k not in ("source", "id")}
+            if (src, oid) in units:
+                raise ConfigurationError(f"identity policy: {at} names {src} {oid} twice")
+            units[(src, oid)] = _formatter_from(rest, at, base)
+    return units
+
+
+def _municipalities_from(entries: Any, base: Path) -> dict[str, MunicipalityPolicy]:
+    if not isinstance(entries, list):
+        raise ConfigurationError("identity policy: municipality must be an array of tables")
+    found: dict[str, MunicipalityPolicy] = {}
+    for i, entry in enumerate(entries):
+        where = f"municipality[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"identity policy: {where} must be a table")
+        unknown = set(entry) - {"cvr", "name", "default", "unit", "organisation"}
+        if unknown:
+            raise ConfigurationError(f"identity policy: {where}: unknown keys {sorted(unknown)}")
+        cvr = entry.get("cvr")
+        if not _is_cvr(cvr):
+            raise ConfigurationError(
+                f"identity policy: {where}.cvr must be the municipality's CVR number "
+                "(8 digits, as a string)")
+        assert isinstance(cvr, str)
+        if cvr in found:
+            raise ConfigurationError(f"identity policy: {where} names CVR {cvr} twice")
+        if "name" in entry and not isinstance(entry["name"], str):
+            raise ConfigurationError(f"identity policy: {where}.name must be a string")
+        found[cvr] = MunicipalityPolicy.from_table(
+            {k: v for k, v in entry.items() if k not in ("cvr", "name")}, where=where,
+            base=base)
+    return found  # a unit listed under two of them is refused by IdentityPolicy
 
 
 def _formatter_from(table: Any, where: str, base: Path) -> IdentityFormatter:
@@ -350,101 +386,3 @@ def _secret(options: dict[str, Any], where: str, base: Path) -> bytes:
     if len(raw) < 16:
         raise ConfigurationError(f"identity policy: {where}: the secret is shorter than 16 bytes")
     return raw
-
-
-class BoundIdentity:
-    """An `IdentityPolicy` bound to a registry: ``(employee, organisation) ->
-    (user_person_name, user_role)``, unique and resolvable where the formatter asks."""
-
-    def __init__(
-        self,
-        policy: IdentityPolicy,
-        registry: AliasRegistry,
-        subject: Callable[[Employee], bytes],
-        seal: Callable[[bytes, bytes], bytes],
-        unseal: Callable[[bytes, bytes], bytes],
-    ) -> None:
-        self.policy = policy
-        self.registry = registry
-        self._subject = subject
-        self._seal = seal
-        self._unseal = unseal
-        self._cache: dict[tuple[str, bytes], str] = {}
-        self._shown: dict[tuple[bool, str | None, str | None], tuple[str, str | None]] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def scope(organisation: Organisation) -> str:
-        return f"{organisation.source}:{organisation.id}"
-
-    def __call__(self, employee: Employee, organisation: Organisation
-                 ) -> tuple[str | None, str | None]:
-        """``(user_person_name, user_role)``, both checked against the schema (a bad
-        name from a formatter is a `ValidationError` naming ``user_person_name``)."""
-        formatter = self.policy.formatter_for(organisation)
-        if type(formatter) is FullName:
-            # A pure function of the name: remember the checked answer (no CPR involved).
-            memo = (formatter.show_role, employee.name, employee.role)
-            found = self._shown.get(memo)
-            if found is None:
-                found = self._checked(formatter(employee, organisation),
-                                      employee.role if formatter.show_role else None)
-                if len(self._shown) >= _MEMO_LIMIT:
-                    self._shown.clear()
-                self._shown[memo] = found
-            return found
-        show_role = getattr(formatter, "show_role", True)
-        role = employee.role if show_role else None
-        if isinstance(formatter, AlternativeId | Initials):
-            code = self._register(formatter, employee, organisation)
-            name = (formatter.show(code) if isinstance(formatter, AlternativeId)
-                    else formatter.show(code, organisation))
-        else:
-            name = formatter(employee, organisation)
-        return self._checked(name, role)
-
-    @staticmethod
-    def _checked(name: object, role: str | None) -> tuple[str, str | None]:
-        if not isinstance(name, str) or not name.strip() or len(name) > LIMIT:
-            raise ValidationError("user_person_name",
-                                  f"the identity formatter must give 1-{LIMIT} characters")
-        _model_name("user_person_name", name, LIMIT)
-        return name, role
-
-    def _register(self, formatter: _Registered, employee: Employee,
-                  organisation: Organisation) -> str:
-        scope = self.scope(organisation)
-        subject = self._subject(employee)
-        cached = self._cache.get((scope, subject))
-        if cached is not None:
-            return cached
-        with self._lock:
-            code = self.registry.alias_for(scope, subject)
-            if code is None:
-                sealed = self._seal(f"{employee.source}\x1f{employee.id}".encode(),
-                                    scope.encode())
-                for candidate in formatter.candidates(employee, organisation):
-                    if self.registry.add_alias(scope, candidate, subject, sealed):
-                        code = candidate
-                        break
-                    code = self.registry.alias_for(scope, subject)  # another process won
-                    if code is not None:
-                        break
-                else:  # pragma: no cover - candidates are practically endless
-                    raise ValidationError("user_person_name", "no free code in this scope")
-            self._cache[(scope, subject)] = code
-            return code
-
-    def resolve(self, organisation: Organisation, code: str) -> str | None:
-        """The employee id behind a code shown to a citizen, or None. Accepts the shown
-        text (``"Medarbejder K7Q4-9MX2"``, ``"AJ2, Hjemmeplejen Nord"``) or the bare code,
-        in any case, with Crockford's look-alikes (O for 0, I or L for 1)."""
-        scope = self.scope(organisation)
-        text = code.split(",")[0].strip()
-        tries = [text.split()[-1] if text else text, _normalise_code(text)]
-        for candidate in dict.fromkeys(t.upper() for t in tries if t):
-            sealed = self.registry.resolve_alias(scope, candidate)
-            if sealed is not None:
-                plain = self._unseal(sealed, scope.encode()).decode()
-                return plain.split("\x1f", 1)[1]
-        return None

@@ -166,6 +166,15 @@ class Store(Protocol):
         """The sealed identifier registered for ``code`` in ``scope``, if any."""
         ...
 
+    def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
+        """Every ``(code, sealed)`` registered in ``scope``, in code order."""
+        ...
+
+    def highest_alias_number(self, scope: str, stem: str) -> int:
+        """The highest ``n`` for which ``stem + str(n)`` is a code in ``scope``, counting
+        the bare ``stem`` as 1; 0 when neither is registered (numbered initials)."""
+        ...
+
     def close(self) -> None:
         """Release connections. Idempotent."""
         ...

@@ -460,3 +460,26 @@ class PostgresStore:
         with self._pool.connection() as conn:
             conn.autocommit = True
             conn.execute(self._q("DROP SCHEMA IF EXISTS {s} CASCADE"))
+
+    # ------------------------------------------------------------------ aliases (identity)
+
+    def highest_alias_number(self, scope: str, stem: str) -> int:
+        """The highest ``n`` for which ``stem + str(n)`` is a code in ``scope`` (the bare
+        ``stem`` counts as 1; 0 for none). Reads the scope's codes that start with ``stem``
+        (the primary key ``(scope, code)`` narrows it to the scope)."""
+        row = self._run(lambda c: c.execute(self._q(
+            "SELECT max(CASE WHEN code = %(stem)s THEN 1"
+            " ELSE substr(code, %(n)s)::numeric END)"
+            " FROM {s}.aliases WHERE scope = %(scope)s AND left(code, %(len)s) = %(stem)s"
+            " AND (code = %(stem)s OR substr(code, %(n)s) ~ '^[0-9]+$')"),
+            {"scope": scope, "stem": stem, "len": len(stem), "n": len(stem) + 1}).fetchone(),
+            retry=True)
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
+        """Every ``(code, sealed)`` registered in ``scope``, in code order (an operator's
+        listing)."""
+        rows = self._run(lambda c: c.execute(self._q(
+            "SELECT code, sealed FROM {s}.aliases WHERE scope = %s ORDER BY code"),
+            [scope]).fetchall(), retry=True)
+        return [(str(code), bytes(sealed)) for code, sealed in rows]

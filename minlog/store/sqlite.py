@@ -334,3 +334,24 @@ class SQLiteStore:
                 self._closed = True
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.close()
+
+    # ------------------------------------------------------------------ aliases (identity)
+
+    def highest_alias_number(self, scope: str, stem: str) -> int:
+        """The highest ``n`` for which ``stem + str(n)`` is a code in ``scope`` (the bare
+        ``stem`` counts as 1; 0 for none). One indexed range read of the codes that start
+        with ``stem`` (the primary key is ``(scope, code)``, compared as UTF-8 bytes)."""
+        row = self._read(lambda c: c.execute(
+            "SELECT max(CASE WHEN code = ?2 THEN 1 ELSE CAST(substr(code, ?3) AS INTEGER) END)"
+            " FROM aliases WHERE scope = ?1 AND code >= ?2 AND code < ?4"
+            " AND (code = ?2 OR (length(code) >= ?3 AND substr(code, ?3) NOT GLOB '*[^0-9]*'))",
+            [scope, stem, len(stem) + 1, stem + "\U0010ffff"]).fetchone())
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
+        """Every ``(code, sealed)`` registered in ``scope``, in code order (an operator's
+        listing; one indexed range read)."""
+        rows = self._read(lambda c: c.execute(
+            "SELECT code, sealed FROM aliases WHERE scope = ? ORDER BY code", [scope]
+        ).fetchall())
+        return [(str(code), bytes(sealed)) for code, sealed in rows]
