@@ -14,15 +14,21 @@ from lxml import etree
 
 from minlog import ConfigurationError
 from minlog.minlog2 import idcard as _dgws
-from minlog.testing import issue_card, make_test_certificate, make_test_federation
+from minlog.testing import (
+    FixedClock,
+    issue_card,
+    make_test_certificate,
+    make_test_federation,
+)
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+CLOCK = FixedClock(NOW)
 SAML = "{urn:oasis:names:tc:SAML:2.0:assertion}"
 
 
 @pytest.fixture(scope="module")
 def creds() -> _dgws.SystemCredentials:
-    data, password = make_test_certificate("12345678", "Testkommune")
+    data, password = make_test_certificate("12345678", "Testkommune", clock=CLOCK)
     return _dgws.load_pkcs12(data, password)
 
 
@@ -66,7 +72,7 @@ class TestCard:
 
     def test_wrong_pkcs12_password(self) -> None:
         """A wrong password is a ConfigurationError that does not echo the password."""
-        data, _ = make_test_certificate("12345678", "Testkommune")
+        data, _ = make_test_certificate("12345678", "Testkommune", clock=CLOCK)
         with pytest.raises(ConfigurationError) as e:
             _dgws.load_pkcs12(data, b"hunter2-wrong")
         assert "hunter2" not in str(e.value)
@@ -108,7 +114,7 @@ class TestSignature:
         """A card signed by someone else than the trusted federation is refused."""
         c = _dgws.sign(card(creds), creds)
         with pytest.raises(_dgws.CardRejected):
-            _dgws.verify(c, trusted=[make_test_federation().certificate])
+            _dgws.verify(c, trusted=[make_test_federation(clock=CLOCK).certificate])
 
     @pytest.mark.parametrize("algorithm", ["rsa-sha1", "rsa-sha256"])
     def test_xmlsec1_verifies_our_signature(self, creds: _dgws.SystemCredentials,
@@ -136,9 +142,9 @@ class TestSignature:
 class TestSts:
     def test_round_trip(self, creds: _dgws.SystemCredentials) -> None:
         """The STS verifies our card and issues one it signed, for the same CVR."""
-        fed = make_test_federation()
+        fed = make_test_federation(clock=CLOCK)
         signed = _dgws.sign(card(creds), creds)
-        answer = issue_card(fed, _dgws.request_security_token(signed, now=NOW), now=NOW,
+        answer = issue_card(fed, _dgws.request_security_token(signed, now=NOW), clock=CLOCK,
                             validity=dt.timedelta(hours=8))
         issued = _dgws.parse_security_token_response(answer)
         assert issued.not_on_or_after == NOW + dt.timedelta(hours=8)
@@ -151,9 +157,9 @@ class TestSts:
     def test_unsigned_or_tampered_request_is_refused(self,
                                                      creds: _dgws.SystemCredentials) -> None:
         """The STS refuses a card that does not verify."""
-        fed = make_test_federation()
+        fed = make_test_federation(clock=CLOCK)
         with pytest.raises(_dgws.CardRejected):
-            issue_card(fed, _dgws.request_security_token(card(creds), now=NOW), now=NOW)
+            issue_card(fed, _dgws.request_security_token(card(creds), now=NOW), clock=CLOCK)
 
     def test_fault_answer_is_card_rejected(self) -> None:
         """An STS fault becomes CardRejected with its text."""
@@ -171,10 +177,13 @@ class TestCache:
             made.append(_dgws.IdCard(b"<x/>", NOW + dt.timedelta(hours=1)))
             return made[-1]
 
-        cache = _dgws.CardCache(margin=dt.timedelta(minutes=5))
-        first = cache.get(NOW, fetch)
-        assert cache.get(NOW + dt.timedelta(minutes=54), fetch) is first
-        assert cache.get(NOW + dt.timedelta(minutes=56), fetch) is not first
+        clock = FixedClock(NOW)
+        cache = _dgws.CardCache(margin=dt.timedelta(minutes=5), clock=clock)
+        first = cache.get(fetch)
+        clock.advance(54 * 60)
+        assert cache.get(fetch) is first
+        clock.advance(2 * 60)
+        assert cache.get(fetch) is not first
         cache.invalidate()
-        cache.get(NOW, fetch)
+        cache.get(fetch)
         assert len(made) == 3

@@ -19,13 +19,14 @@ import ipaddress
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 
 from minlog.client import lifecycle as _lifecycle
+from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.errors import ConfigurationError, DeliveryError, TransientDeliveryError
 from minlog.minlog2 import idcard as _dgws
 from minlog.minlog2 import wire as _wire
@@ -86,7 +87,7 @@ class Minlog2Transport:
         client_certificate: bool = False,
         card_validity: _dt.timedelta = _dt.timedelta(hours=24),
         card_margin: _dt.timedelta = _dt.timedelta(minutes=5),
-        clock: Callable[[], _dt.datetime] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         _check_url("service_url", service_url)
         _check_url("sts_url", sts_url)
@@ -104,8 +105,8 @@ class Minlog2Transport:
         self.soap_action = soap_action
         self.signature_algorithm = signature_algorithm
         self.card_validity = card_validity
-        self.clock = clock or (lambda: _dt.datetime.now(_dt.UTC))
-        self.cards = _dgws.CardCache(card_margin)
+        self.clock = clock
+        self.cards = _dgws.CardCache(card_margin, clock=clock)
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._ssl = self._ssl_context(ca_bundle, client_certificate)
         self._client = self._make_client()
@@ -137,7 +138,7 @@ class Minlog2Transport:
     # ------------------------------------------------------------------ the card
 
     def _fetch_card(self) -> _dgws.IdCard:
-        now = self.clock()
+        now = utc_now(self.clock)
         card = _dgws.build_id_card(self.credentials, cvr=self.cvr, system_name=self.system_name,
                                    care_provider_name=self.care_provider_name, now=now,
                                    validity=self.card_validity)
@@ -165,8 +166,8 @@ class Minlog2Transport:
                                          code="connection") from e
 
     def send(self, registrations: Sequence[Registration]) -> BatchResult:
-        now = self.clock()
-        card = self.cards.get(now, self._fetch_card)
+        now = utc_now(self.clock)
+        card = self.cards.get(self._fetch_card)
         body = _wire.encode_envelope(registrations, version=self.version,
                                      header=_dgws.security_header(card, now=now))
         response = self._post(self.service_url, body, self.soap_action)

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from lxml import etree
 
+from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.errors import ConfigurationError, DeliveryError
 from minlog.minlog2.wire import SOAP_NS, parse_xml
 
@@ -351,18 +352,20 @@ def security_header(card: IdCard, *, now: _dt.datetime, flow_id: str | None = No
 
 
 class CardCache:
-    """Holds the current card; fetches a new one when it is about to expire or was
-    refused. Thread-safe; the time is passed in."""
+    """Holds the current card; fetches a new one when it is about to expire (by
+    ``clock``) or was refused. Thread-safe."""
 
-    def __init__(self, margin: _dt.timedelta = _dt.timedelta(minutes=5)) -> None:
+    def __init__(self, margin: _dt.timedelta = _dt.timedelta(minutes=5), *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.margin = margin
+        self.clock = clock
         self._card: IdCard | None = None
         self._lock = threading.Lock()
         self.fetches = 0
 
-    def get(self, now: _dt.datetime, fetch: Callable[[], IdCard]) -> IdCard:
+    def get(self, fetch: Callable[[], IdCard]) -> IdCard:
         with self._lock:
-            if self._card is None or self._card.expires_soon(now, self.margin):
+            if self._card is None or self._card.expires_soon(utc_now(self.clock), self.margin):
                 self._card = fetch()
                 self.fetches += 1
             return self._card

@@ -2,6 +2,7 @@
 injection) and test certificates. For tests, demos and vendors' own integration tests;
 never for production."""
 
+from minlog.core.clock import FixedClock, SimulatedClock
 from minlog.testing.certs import (
     TestFederation,
     issue_card,
@@ -13,6 +14,8 @@ from minlog.testing.fakensp import FakeNSP, Fault
 __all__ = [
     "FakeNSP",
     "Fault",
+    "FixedClock",
+    "SimulatedClock",
     "TestFederation",
     "issue_card",
     "make_test_certificate",

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.minlog2 import idcard as _dgws
 
 __all__ = ["TestFederation", "issue_card", "make_test_certificate", "make_test_federation"]
@@ -21,8 +22,8 @@ __all__ = ["TestFederation", "issue_card", "make_test_certificate", "make_test_f
 
 def _certificate(subject: x509.Name, key: rsa.RSAPrivateKey, *, issuer: x509.Name | None = None,
                  issuer_key: rsa.RSAPrivateKey | None = None, valid_days: int = 365,
-                 ca: bool = False) -> x509.Certificate:
-    now = _dt.datetime.now(_dt.UTC)
+                 ca: bool = False, clock: Clock = SYSTEM_CLOCK) -> x509.Certificate:
+    now = utc_now(clock)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -36,7 +37,8 @@ def _certificate(subject: x509.Name, key: rsa.RSAPrivateKey, *, issuer: x509.Nam
     )
 
 
-def make_test_certificate(cvr: str, name: str, *, valid_days: int = 365) -> tuple[bytes, bytes]:
+def make_test_certificate(cvr: str, name: str, *, valid_days: int = 365,
+                          clock: Clock = SYSTEM_CLOCK) -> tuple[bytes, bytes]:
     """A PKCS#12 file (bytes) with an RSA-2048 system certificate for organisation ``cvr``
     and its password. The subject's serialNumber follows OCES3's ``UI:DK-O:G:<uuid>``
     form; the organisation identifier carries ``NTRDK-<cvr>``."""
@@ -48,7 +50,7 @@ def make_test_certificate(cvr: str, name: str, *, valid_days: int = 365) -> tupl
         x509.NameAttribute(NameOID.COMMON_NAME, f"{name} (funktionscertifikat)"),
         x509.NameAttribute(NameOID.SERIAL_NUMBER, f"UI:DK-O:G:{uuid.uuid4()}"),
     ])
-    cert = _certificate(subject, key, valid_days=valid_days)
+    cert = _certificate(subject, key, valid_days=valid_days, clock=clock)
     password = secrets.token_urlsafe(16).encode()
     data = pkcs12.serialize_key_and_certificates(
         name.encode(), key, cert, None, serialization.BestAvailableEncryption(password))
@@ -68,19 +70,21 @@ class TestFederation:
         return self.credentials.certificate
 
 
-def make_test_federation() -> TestFederation:
-    """A fresh test federation (self-signed STS certificate)."""
+def make_test_federation(*, clock: Clock = SYSTEM_CLOCK) -> TestFederation:
+    """A fresh test federation (self-signed STS certificate, valid from ``clock``'s now)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minlog test STS"),
                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "minlog test")])
-    return TestFederation(_dgws.SystemCredentials(key, _certificate(subject, key, ca=True)))
+    certificate = _certificate(subject, key, ca=True, clock=clock)
+    return TestFederation(_dgws.SystemCredentials(key, certificate))
 
 
-def issue_card(federation: TestFederation, request: bytes, *, now: _dt.datetime,
+def issue_card(federation: TestFederation, request: bytes, *, clock: Clock = SYSTEM_CLOCK,
                validity: _dt.timedelta = _dt.timedelta(hours=8)) -> bytes:
     """What a SOSI STS does: verify the client's signed card in ``request`` (its own
     certificate, matching OCESCertHash, valid now) and answer with a new card for the
     same CVR and system, signed by the federation."""
+    now = utc_now(clock)
     client_card = _dgws.card_from_request(request)
     signer = _dgws.verify(client_card)
     not_before, not_after, cvr = _dgws.card_facts(client_card)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import attrs
 
+from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.errors import MinlogError
 from minlog.minlog2 import EntryFailure
 from minlog.minlog2 import idcard as _dgws
@@ -69,15 +70,15 @@ class FakeNSP:
         federation: TestFederation | None = None,
         reject: Callable[[Registration], str | None] | None = None,
         refuse_request: Callable[[list[Registration]], tuple[str, str] | None] | None = None,
-        clock: Callable[[], _dt.datetime] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.cvr = cvr
         self.version = version
         self.card_validity = card_validity
-        self.federation = federation or make_test_federation()
+        self.clock = clock
+        self.federation = federation or make_test_federation(clock=clock)
         self.reject = reject
         self.refuse_request = refuse_request
-        self.clock = clock or (lambda: _dt.datetime.now(_dt.UTC))
         self.received: list[Registration] = []
         self.requests: list[bytes] = []
         self.cards_issued = 0
@@ -154,9 +155,8 @@ class FakeNSP:
     # ------------------------------------------------------------------ handlers
 
     def handle_sts(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        now = self.clock()
         try:
-            answer = _dgws_issue(self, body, now)
+            answer = _dgws_issue(self, body)
         except MinlogError as e:
             with self._lock:
                 self.cards_refused += 1
@@ -200,7 +200,7 @@ class FakeNSP:
         signer = _dgws.verify(card, trusted=[self.federation.certificate])
         del signer
         not_before, not_after, cvr = _dgws.card_facts(card)
-        now = self.clock()
+        now = utc_now(self.clock)
         if not not_before <= now < not_after:
             raise _dgws.CardRejected("the ID card is not valid now")
         with self._lock:
@@ -227,10 +227,10 @@ class _Server(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def _dgws_issue(fake: FakeNSP, body: bytes, now: _dt.datetime) -> bytes:
+def _dgws_issue(fake: FakeNSP, body: bytes) -> bytes:
     from minlog.testing.certs import issue_card
 
-    return issue_card(fake.federation, body, now=now, validity=fake.card_validity)
+    return issue_card(fake.federation, body, clock=fake.clock, validity=fake.card_validity)
 
 
 def _make_handler(fake: FakeNSP) -> type[http.server.BaseHTTPRequestHandler]:
