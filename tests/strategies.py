@@ -63,7 +63,7 @@ def registrations(draw: st.DrawFn) -> Registration:
                    user_role=text(200), correlation_id=text(46),
                    filters=tuple(draw(st.lists(_TEXT.filter(lambda s: len(s) <= 50),
                                                max_size=2))),
-                   source_system_name=text(200))
+                   source_system_name=text(25))
     except ValidationError:
         reject()
 

@@ -93,7 +93,8 @@ LIMITS = [("system_name", 25), ("activity", 75), ("reason", 50), ("addition", 50
           ("criticality", 50), ("organisation_name", 200), ("person_name", 50),
           ("correlation_id", 46), ("sequence_number", 36), ("user_person_name", 50),
           ("user_role", 200), ("on_behalf_of_person_name", 50),
-          ("on_behalf_of_user_role", 200)]
+          ("on_behalf_of_user_role", 200), ("source_system_name", 25),
+          ("source_correlation_id", 46)]
 
 
 class TestRegistrationLimits:

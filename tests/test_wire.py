@@ -69,6 +69,27 @@ class TestEncode:
         assert "SystemName" in str(e.value)
 
 
+    @pytest.mark.parametrize("version", ["20250312", "20230425"])
+    @pytest.mark.parametrize(("element", "limit"), [("SystemName", 25), ("CorrelationId", 46)])
+    def test_our_xsd_holds_the_source_limits(self, version: str, element: str,
+                                             limit: int) -> None:
+        """Source/SystemName and Source/CorrelationId are limited to 25 and 46 characters."""
+        body = _wire.encode_envelope([reg(source_system_name="s", source_correlation_id="c")],
+                                     version=version)
+        old = {"SystemName": b"<Source><CorrelationId>c</CorrelationId><SystemName>s<",
+               "CorrelationId": b"<Source><CorrelationId>c<"}[element]
+        for n, valid in ((limit, True), (limit + 1, False)):
+            text = old.replace(b">s<" if element == "SystemName" else b">c<",
+                               b">" + b"x" * n + b"<")
+            tampered = body.replace(old, text)
+            assert tampered != body
+            if valid:
+                _wire.validate_request(tampered, version=version)
+            else:
+                with pytest.raises(ValidationError, match=element):
+                    _wire.validate_request(tampered, version=version)
+
+
 class TestRoundTrip:
     @settings(max_examples=60, deadline=None)
     @given(st.lists(registrations(), min_size=1, max_size=4))

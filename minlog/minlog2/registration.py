@@ -131,8 +131,8 @@ class Registration:
         rules.name("on_behalf_of_person_name", self.on_behalf_of_person_name, 50)
         rules.opt("on_behalf_of_user_role", self.on_behalf_of_user_role, 200)
         rules.filters("filters", self.filters)
-        rules.opt("source_system_name", self.source_system_name, 200)
-        rules.opt("source_correlation_id", self.source_correlation_id, 200)
+        rules.opt("source_system_name", self.source_system_name, 25)
+        rules.opt("source_correlation_id", self.source_correlation_id, 46)
 
     def __repr__(self) -> str:
         return (
