@@ -52,7 +52,7 @@ class TestEncode:
         """A source the version does not allow is refused naming the field."""
         with pytest.raises(ValidationError) as e:
             _wire.encode_envelope([reg(organisation_id_source="SKS")])
-        assert e.value.field == "organisation.source"
+        assert e.value.field == "organisation_id_source"
         _wire.encode_envelope([reg(organisation_id_source="SKS")], version="20230425")
 
     def test_empty_batch_is_refused(self) -> None:

@@ -42,6 +42,7 @@ from minlog.minlog2.registration import (
     ORGANISATION_SOURCES,
     SCHEMA_VERSIONS,
     Registration,
+    check_access,
     check_schema_source,
 )
 from minlog.store import OutboxEntry, Store, open_store
@@ -245,13 +246,12 @@ class MinLog:
                 pending.append((i, day, key))
             # Build everything first: a bad name or schema fault stores nothing.
             identity, encode = self._identity, _payload.encode
-            sources, system = self._org_sources, self.system_name
+            system = self.system_name
             plain = []
             for i, _, key in pending:
                 a = batch[i]
                 o = a.organisation
-                if o.source not in sources:
-                    check_schema_source(o.source, self.schema_version)
+                check_access(a, self.schema_version)
                 name, role = identity(a.employee, o)
                 plain.append((encode(a, system, key.hex(), name, role), key))
             sealed = [(day, key, blob) for (_, day, key), blob

@@ -27,7 +27,7 @@ from lxml import etree
 
 from minlog.core.rules import EARLIEST
 from minlog.errors import PermanentDeliveryError, TransientDeliveryError, ValidationError
-from minlog.minlog2.registration import ORGANISATION_SOURCES, Registration, check_schema_source
+from minlog.minlog2.registration import ORGANISATION_SOURCES, Registration, check_schema
 from minlog.minlog2.transport import BatchResult, EntryFailure
 
 __all__ = [
@@ -127,7 +127,7 @@ def check_batch(registrations: Sequence[Registration], version: str = DEFAULT_VE
     for r in registrations:
         if not isinstance(r, Registration):
             raise ValidationError("registrations", "must be Registration objects")
-        check_schema_source(r.organisation_id_source, version)
+        check_schema(r, version)
 
 
 def _request_text(registrations: Sequence[Registration], version: str) -> str:
@@ -285,7 +285,7 @@ def validate_request(body: bytes, *, version: str = DEFAULT_VERSION) -> list[Reg
         for when in (r.date_time, r.from_date_time, r.to_date_time):
             if when is not None and (when.tzinfo is None or when < EARLIEST):
                 raise ValidationError("DateTime", "must be zoned and not before 2015-01-01Z")
-        check_schema_source(r.organisation_id_source, version)
+        check_schema(r, version)
     return registrations
 
 
