@@ -11,7 +11,7 @@
     system_name = "Cura"
     care_provider_name = "Aarhus Kommune"
     # optional: version, soap_action, ca_bundle, client_certificate,
-    #           signature_algorithm, connect_timeout, read_timeout
+    #           digest ("sha256" or "sha1"), issuer, connect_timeout, read_timeout
 
 Secrets never live in the file itself. Every mistake is a `ConfigurationError` naming the
 key.
@@ -31,7 +31,7 @@ __all__ = ["transport_from_toml"]
 
 _REQUIRED = ("service_url", "sts_url", "pkcs12", "cvr", "system_name", "care_provider_name")
 _OPTIONAL = {"version": str, "soap_action": str, "ca_bundle": str, "client_certificate": bool,
-             "signature_algorithm": str, "connect_timeout": float, "read_timeout": float,
+             "digest": str, "issuer": str, "connect_timeout": float, "read_timeout": float,
              "password_env": str, "password_file": str}
 
 
@@ -61,7 +61,7 @@ def transport_from_toml(path: str | os.PathLike[str]) -> Minlog2Transport:
         raise ConfigurationError(f"transport config: minlog2.pkcs12: {e}") from e
     password = _password(table, base)
     options: dict[str, Any] = {k: table[k] for k in ("version", "soap_action",
-                               "client_certificate", "signature_algorithm") if k in table}
+                               "client_certificate", "digest", "issuer") if k in table}
     for k in ("connect_timeout", "read_timeout"):
         if k in table:
             options[k] = float(table[k])

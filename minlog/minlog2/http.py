@@ -20,6 +20,7 @@ import os
 import ssl
 import tempfile
 from collections.abc import Sequence
+from typing import Final
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,6 +37,9 @@ from minlog.minlog2.transport import BatchResult
 __all__ = ["Minlog2Transport"]
 
 _CARD_FAULTS = ("security", "authentication", "idcard", "token")
+#: The STS request's HTTP headers, as the authority's client sends them
+#: (``SosiStsClientDgws``: SOAP 1.2's content type on a SOAP 1.1 envelope, no SOAPAction).
+STS_HEADERS: Final = {"Content-Type": "application/soap+xml; charset=utf-8"}
 
 
 def _check_url(name: str, url: str) -> None:
@@ -80,7 +84,8 @@ class Minlog2Transport:
         care_provider_name: str,
         version: str = _wire.DEFAULT_VERSION,
         soap_action: str = "AddRegistrations",
-        signature_algorithm: str = "rsa-sha1",
+        digest: str = _dgws.DEFAULT_DIGEST,
+        issuer: str = _dgws.DEFAULT_ISSUER,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         ca_bundle: str | os.PathLike[str] | None = None,
@@ -103,7 +108,8 @@ class Minlog2Transport:
         self.care_provider_name = care_provider_name
         self.version = version
         self.soap_action = soap_action
-        self.signature_algorithm = signature_algorithm
+        self.digest = _dgws.check_digest(digest)
+        self.issuer = _dgws.check_issuer(issuer)
         self.card_validity = card_validity
         self.clock = clock
         self.cards = _dgws.CardCache(card_margin, clock=clock)
@@ -141,11 +147,11 @@ class Minlog2Transport:
         now = utc_now(self.clock)
         card = _dgws.build_id_card(self.credentials, cvr=self.cvr, system_name=self.system_name,
                                    care_provider_name=self.care_provider_name, now=now,
-                                   validity=self.card_validity)
-        _dgws.sign(card, self.credentials, algorithm=self.signature_algorithm)
-        body = _dgws.request_security_token(card, now=now, system_name=self.system_name)
-        response = self._post(self.sts_url, body, "http://docs.oasis-open.org/ws-sx/ws-trust/"
-                              "200512/RST/Issue")
+                                   validity=self.card_validity, issuer=self.issuer,
+                                   digest=self.digest)
+        _dgws.sign(card, self.credentials, digest=self.digest)
+        body = _dgws.request_security_token(card, now=now, issuer=self.issuer)
+        response = self._post(self.sts_url, body, STS_HEADERS)
         try:
             return _dgws.parse_security_token_response(response.content)
         except _dgws.CardRejected as e:
@@ -155,10 +161,9 @@ class Minlog2Transport:
 
     # ------------------------------------------------------------------ sending
 
-    def _post(self, url: str, body: bytes, action: str) -> httpx.Response:
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         try:
-            return self._client.post(url, content=body, headers={
-                "Content-Type": "text/xml;charset=utf-8", "SOAPAction": action})
+            return self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as e:
             raise TransientDeliveryError(f"timeout talking to {url}", code="timeout") from e
         except httpx.HTTPError as e:
@@ -170,7 +175,8 @@ class Minlog2Transport:
         card = self.cards.get(self._fetch_card)
         body = _wire.encode_envelope(registrations, version=self.version,
                                      header=_dgws.security_header(card, now=now))
-        response = self._post(self.service_url, body, self.soap_action)
+        response = self._post(self.service_url, body, {
+            "Content-Type": "text/xml;charset=utf-8", "SOAPAction": self.soap_action})
         try:
             return _wire.decode_response(response.content, response.status_code)
         except DeliveryError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import secrets
 import uuid
+from collections.abc import Mapping, Sequence
 
 import attrs
 from cryptography import x509
@@ -17,7 +18,8 @@ from lxml import etree
 from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.minlog2 import idcard as _dgws
 
-__all__ = ["TestFederation", "issue_card", "make_test_certificate", "make_test_federation"]
+__all__ = ["STS_ISSUER", "TestFederation", "issue_card", "make_test_certificate",
+           "make_test_federation"]
 
 
 def _certificate(subject: x509.Name, key: rsa.RSAPrivateKey, *, issuer: x509.Name | None = None,
@@ -79,14 +81,29 @@ def make_test_federation(*, clock: Clock = SYSTEM_CLOCK) -> TestFederation:
     return TestFederation(_dgws.SystemCredentials(key, certificate))
 
 
+#: The STS's own ``saml:Issuer`` (an xs:NCName, as the official saml.xsd wants).
+STS_ISSUER = "minlog-test-STS"
+
+
 def issue_card(federation: TestFederation, request: bytes, *, clock: Clock = SYSTEM_CLOCK,
-               validity: _dt.timedelta = _dt.timedelta(hours=8)) -> bytes:
+               validity: _dt.timedelta = _dt.timedelta(hours=8),
+               digest: str = _dgws.DEFAULT_DIGEST,
+               accept_digests: Sequence[str] = tuple(_dgws.DIGESTS),
+               indent: bool = False, prefixes: Mapping[str, str] | None = None,
+               namespaces_on_envelope: bool = False) -> bytes:
     """What a SOSI STS does: verify the client's signed card in ``request`` (its own
-    certificate, matching OCESCertHash, valid now) and answer with a new card for the
-    same CVR and system, signed by the federation."""
+    certificate, an OCESCertHash of it with a digest in ``accept_digests``, valid now)
+    and answer with a new card for the same CVR and system, signed by the federation
+    with ``digest``. Raises `CardRejected` (the caller answers with a fault).
+
+    How the answer is written, as STSs differ: ``indent`` pretty-prints it (the card is
+    signed indented, so its white space is part of what is signed); ``prefixes`` gives
+    the card's namespaces other prefixes (``{"saml": "saml2", "ds": "dsig"}``);
+    ``namespaces_on_envelope`` declares them on the ``soap:Envelope`` instead of on the
+    card (the card then relies on its ancestors' declarations)."""
     now = utc_now(clock)
     client_card = _dgws.card_from_request(request)
-    signer = _dgws.verify(client_card)
+    signer = _dgws.verify(client_card, digests=accept_digests)
     not_before, not_after, cvr = _dgws.card_facts(client_card)
     if not not_before - _dt.timedelta(minutes=5) <= now < not_after:
         raise _dgws.CardRejected("the client's card is not valid now")
@@ -94,30 +111,33 @@ def issue_card(federation: TestFederation, request: bytes, *, clock: Clock = SYS
         a.get("Name"): a.findtext(f"{{{_dgws.NS['saml']}}}AttributeValue")
         for a in client_card.iter(f"{{{_dgws.NS['saml']}}}Attribute")
     }
-    import base64
-    import hashlib
-
-    expected = base64.b64encode(hashlib.sha1(  # noqa: S324 - DGWS's OCESCertHash is SHA-1
-        signer.public_bytes(serialization.Encoding.DER)).digest()).decode()
-    if attributes.get("sosi:OCESCertHash") != expected:
+    if _dgws.cert_hash_digest(client_card, signer) not in accept_digests:
         raise _dgws.CardRejected("OCESCertHash does not match the signing certificate")
     if attributes.get("sosi:IDCardType") != "system":
         raise _dgws.CardRejected("only system ID cards are issued here")
-    card = _dgws.build_id_card(
-        federation.credentials, cvr=cvr, system_name=attributes.get("medcom:ITSystemName") or "?",
-        care_provider_name=attributes.get("medcom:CareProviderName") or "?", now=now,
-        validity=validity, issuer="minlog test STS")
-    _dgws.sign(card, federation.credentials)
     ns = _dgws.NS
-    env = etree.Element(f"{{{ns['soap']}}}Envelope",
-                        nsmap={"soap": ns["soap"], "wst": ns["wst"], "wsu": ns["wsu"]})
+    names = dict(prefixes or {})
+    env_ns = {"soap": ns["soap"], "wst": ns["wst"], "wsu": ns["wsu"]}
+    if namespaces_on_envelope:
+        env_ns |= {names.get(k, k): ns[k] for k in ("saml", "ds", "medcom", "sosi")}
+    env = etree.Element(f"{{{ns['soap']}}}Envelope", nsmap=env_ns)
     body = etree.SubElement(env, f"{{{ns['soap']}}}Body")
     rstr = etree.SubElement(body, f"{{{ns['wst']}}}RequestSecurityTokenResponse",
                             Context="www.sosi.dk")
     etree.SubElement(rstr, f"{{{ns['wst']}}}TokenType").text = (
         "urn:oasis:names:tc:SAML:2.0:assertion:")
-    etree.SubElement(rstr, f"{{{ns['wst']}}}RequestedSecurityToken").append(card)
+    token = etree.SubElement(rstr, f"{{{ns['wst']}}}RequestedSecurityToken")
+    card = _dgws.build_id_card(
+        federation.credentials, cvr=cvr, system_name=attributes.get("medcom:ITSystemName") or "?",
+        care_provider_name=attributes.get("medcom:CareProviderName") or "?", now=now,
+        validity=validity, issuer=STS_ISSUER, digest=digest,
+        parent=token if namespaces_on_envelope else None, prefixes=names)
+    if not namespaces_on_envelope:
+        token.append(card)
     life = etree.SubElement(rstr, f"{{{ns['wst']}}}Lifetime")
     etree.SubElement(life, f"{{{ns['wsu']}}}Created").text = _dgws._utc(now)
     etree.SubElement(life, f"{{{ns['wsu']}}}Expires").text = _dgws._utc(now + validity)
+    if indent:
+        etree.indent(env, space="  ")  # before signing: the white space is signed
+    _dgws.sign(card, federation.credentials, digest=digest, pretty=indent)
     return bytes(etree.tostring(env, xml_declaration=True, encoding="UTF-8"))

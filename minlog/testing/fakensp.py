@@ -81,6 +81,7 @@ class FakeNSP:
         self.refuse_request = refuse_request
         self.received: list[Registration] = []
         self.requests: list[bytes] = []
+        self.sts_requests: list[bytes] = []
         self.cards_issued = 0
         self.cards_refused = 0
         self.calls = 0
@@ -155,6 +156,8 @@ class FakeNSP:
     # ------------------------------------------------------------------ handlers
 
     def handle_sts(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        with self._lock:
+            self.sts_requests.append(body)
         try:
             answer = _dgws_issue(self, body)
         except MinlogError as e:
