@@ -188,3 +188,67 @@ class TestTransportRules:
         assert {"commonName": "minlog test STS", "organizationName": "minlog test"} in subjects
         assert t._ssl.verify_mode.name == "CERT_REQUIRED"
         t.close()
+
+
+#: STS answers laid out as different STSs might write them.
+STS_LAYOUTS: dict[str, dict[str, Any]] = {
+    "indented": {"sts_indent": True},
+    "other-prefixes": {"sts_prefixes": {"saml": "saml2", "ds": "dsig"}},
+    "declared-on-ancestors": {"sts_namespaces_on_envelope": True},
+    "indented-prefixed-on-ancestors": {"sts_indent": True, "sts_namespaces_on_envelope": True,
+                                       "sts_prefixes": {"saml": "a", "ds": "b"}},
+    "indented-sha1": {"sts_indent": True, "sts_digest": "sha1"},
+}
+
+
+def assertion_bytes(document: bytes) -> bytes:
+    """The bytes of the one saml:Assertion in ``document``, as written there."""
+    import re
+
+    found = re.search(rb"<(\w+:)?Assertion[\s>].*?</\1Assertion>", document, re.DOTALL)
+    assert found is not None
+    return found.group(0)
+
+
+def xmlsec_verify(document: bytes, certificate: Any, tmp_path: Path) -> None:
+    """xmlsec1 (an independent XML-DSig implementation) verifies the card in ``document``."""
+    import subprocess
+
+    from conftest import require_xmlsec
+    from cryptography.hazmat.primitives import serialization
+
+    xmlsec = require_xmlsec()
+    (tmp_path / "doc.xml").write_bytes(document)
+    (tmp_path / "signer.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    done = subprocess.run(
+        [xmlsec, "--verify", "--pubkey-cert-pem", str(tmp_path / "signer.pem"),
+         "--id-attr:id", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+         str(tmp_path / "doc.xml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+class TestStsCardBytes:
+    @pytest.mark.parametrize("layout", sorted(STS_LAYOUTS))
+    def test_the_card_reaches_the_service_byte_for_byte(self, tmp_path: Path,
+                                                         layout: str) -> None:
+        """However the STS writes its answer, the service receives the card's exact bytes
+        and its signature holds (for FakeNSP and for xmlsec1)."""
+        from strategies import registration
+
+        from minlog.minlog2 import idcard as _dgws
+
+        with FakeNSP(cvr=CVR, **STS_LAYOUTS[layout]) as nsp:
+            t = transport(nsp)
+            try:
+                t.send([registration()])
+                t.send([registration(sequence_number="cd" * 16)])
+            finally:
+                t.close()
+            assert len(nsp.received) == 2
+            assert nsp.cards_issued == 1
+            issued = assertion_bytes(nsp.sts_answers[0])
+            for request in nsp.requests:
+                assert assertion_bytes(request) == issued
+                card = _dgws.card_from_request(request)
+                _dgws.verify(card, trusted=[nsp.federation.certificate])
+            xmlsec_verify(nsp.requests[0], nsp.federation.certificate, tmp_path)

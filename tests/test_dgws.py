@@ -175,8 +175,41 @@ class TestSts:
         element = issued.element()
         assert _dgws.verify(element, trusted=[fed.certificate]) == fed.certificate
         assert _dgws.card_facts(element)[2] == "12345678"
-        header = _dgws.security_header(issued, now=NOW)
+        header = etree.fromstring(b"<h>" + _dgws.security_header(issued, now=NOW) + b"</h>")
         assert [etree.QName(h).localname for h in header] == ["Security", "Header"]
+
+    def test_the_card_is_kept_as_the_exact_bytes_of_the_answer(
+            self, creds: _dgws.SystemCredentials) -> None:
+        """The issued card is the byte slice of the STS answer, even when comments, character
+        references and look-alike text surround it, and its declarations in scope go along."""
+        fed = make_test_federation(clock=CLOCK)
+        signed = _dgws.sign(card(creds), creds)
+        answer = issue_card(fed, _dgws.request_security_token(signed, now=NOW), clock=CLOCK,
+                            indent=True, namespaces_on_envelope=True)
+        start = answer.index(b"<saml:Assertion")
+        end = answer.index(b"</saml:Assertion>") + len(b"</saml:Assertion>")
+        original = answer[start:end]
+        tricky = (answer[:start] + b"<!-- <saml:Assertion> </saml:Assertion> -->"
+                  + original.replace(b"</ds:SignatureValue>", b"&#13;</ds:SignatureValue>")
+                  + answer[end:])
+        issued = _dgws.parse_security_token_response(tricky)
+        assert issued.assertion == original.replace(b"</ds:SignatureValue>",
+                                                    b"&#13;</ds:SignatureValue>")
+        assert ("saml", _dgws.NS["saml"]) in issued.namespaces
+        issued = _dgws.parse_security_token_response(answer)
+        assert issued.assertion == original
+        _dgws.verify(issued.element(), trusted=[fed.certificate])
+        header = _dgws.security_header(issued, now=NOW)
+        assert original in header
+
+    def test_our_prefixes_give_way_to_the_cards(self) -> None:
+        """If the card's answer binds wsse to something else, the header uses another
+        prefix for wsse:Security, and the card keeps its own meaning."""
+        issued = _dgws.IdCard(b'<wsse:x xmlns:wsse="urn:other"/>', NOW,
+                              (("wsse", "urn:other"),))
+        header = etree.fromstring(b"<h>" + _dgws.security_header(issued, now=NOW) + b"</h>")
+        assert header[0].tag == f"{{{_dgws.NS['wsse']}}}Security"
+        assert header[0][1].tag == "{urn:other}x"
 
     def test_unsigned_or_tampered_request_is_refused(self,
                                                      creds: _dgws.SystemCredentials) -> None:

@@ -30,6 +30,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
+from xml.parsers import expat
 
 import attrs
 from cryptography import x509
@@ -370,17 +371,35 @@ def card_facts(card: etree._Element) -> tuple[_dt.datetime, _dt.datetime, str]:
 
 @attrs.frozen
 class IdCard:
-    """An STS-issued ID card: the serialized assertion and its expiry."""
+    """An STS-issued ID card, exactly as the STS wrote it.
+
+    ``assertion`` is the card's own bytes, sliced out of the STS answer (never parsed and
+    written again: its signature covers its white space and layout). ``namespaces`` are
+    the prefix declarations in scope where the card stood in the answer (``""`` is the
+    default namespace): the card may use prefixes its ancestors declared, so the envelope
+    that carries it declares them again around it.
+    """
 
     assertion: bytes = attrs.field(repr=False)
     not_on_or_after: _dt.datetime
+    namespaces: tuple[tuple[str, str], ...] = ()
 
     def element(self) -> etree._Element:
-        return parse_xml(self.assertion, what="ID card")
+        """The card parsed (white space kept), with its inherited declarations."""
+        wrapper = parse_xml(b"<w" + _declarations(dict(self.namespaces)) + b">"
+                            + self.assertion + b"</w>", what="ID card", exact=True)
+        return wrapper[0]
 
     def expires_soon(self, now: _dt.datetime,
                      margin: _dt.timedelta = _dt.timedelta(minutes=5)) -> bool:
         return now + margin >= self.not_on_or_after
+
+
+def _declarations(namespaces: Mapping[str, str]) -> bytes:
+    return b"".join(
+        (f' xmlns:{prefix}="' if prefix else ' xmlns="').encode()
+        + uri.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;").encode()
+        + b'"' for prefix, uri in sorted(namespaces.items()))
 
 
 def request_security_token(signed_card: etree._Element, *, now: _dt.datetime,
@@ -412,8 +431,9 @@ def request_security_token(signed_card: etree._Element, *, now: _dt.datetime,
 
 def card_from_request(body: bytes) -> etree._Element:
     """The ID card (SAML Assertion) of a request: in ``wst:Claims`` for the STS, in
-    ``wsse:Security`` for a service call. Raises `CardRejected` when there is none."""
-    root = parse_xml(body, what="request")
+    ``wsse:Security`` for a service call, parsed keeping every character (its white space
+    is signed). Raises `CardRejected` when there is none."""
+    root = parse_xml(body, what="request", exact=True)
     for path in (f".//{_q('wst', 'Claims')}/{_q('saml', 'Assertion')}",
                  f".//{_q('wsse', 'Security')}/{_q('saml', 'Assertion')}"):
         found = root.find(path)
@@ -422,35 +442,106 @@ def card_from_request(body: bytes) -> etree._Element:
     raise CardRejected("the request carries no ID card")
 
 
+def _span(body: bytes, path: Sequence[str]) -> tuple[int, int]:
+    """Byte offsets ``(start, end)`` of the first element at the end of ``path`` (Clark
+    names, each a child of the one before, anywhere in the document), as written in
+    ``body``: from its ``<`` to the ``>`` of its end tag. Expat reports where each tag
+    starts in the input bytes, so the slice is what the sender wrote, byte for byte."""
+    parser = expat.ParserCreate(namespace_separator="}")
+    stack: list[str] = []
+    found: list[int] = []
+    depth: list[int] = []
+
+    def start(name: str, attributes: object) -> None:
+        clark = "{" + name if "}" in name else name
+        stack.append(clark)
+        if not found and stack[-len(path):] == list(path):
+            found.append(parser.CurrentByteIndex)
+            depth.append(len(stack))
+
+    def end(name: str) -> None:
+        if found and len(found) == 1 and len(stack) == depth[0]:
+            found.append(parser.CurrentByteIndex)
+        stack.pop()
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError as e:
+        raise CardRejected(f"the STS answer cannot be read: {e}") from None
+    if len(found) != 2:
+        raise CardRejected("the STS answer holds no ID card")
+    close = body.find(b">", found[1])
+    if close < 0 or body[found[1]:found[1] + 2] != b"</":
+        raise CardRejected("the ID card in the STS answer has no end tag")
+    return found[0], close + 1
+
+
 def parse_security_token_response(body: bytes) -> IdCard:
-    """The card issued by the STS, or `CardRejected` (with the STS's fault text)."""
-    root = parse_xml(body, what="STS response")
+    """The card issued by the STS, kept as the exact bytes the STS wrote (see `IdCard`),
+    or `CardRejected` (with the STS's fault text: the STS may answer a fault with HTTP
+    200, as the authority's client notes)."""
+    root = parse_xml(body, what="STS response", exact=True)
     fault = root.find(f".//{_q('soap', 'Fault')}")
     if fault is not None:
-        raise CardRejected(f"the STS refused the card: {fault.findtext('faultstring')}")
-    card = root.find(f".//{_q('wst', 'RequestedSecurityToken')}/{_q('saml', 'Assertion')}")
-    if card is None:
+        code = (fault.findtext("faultcode") or "").strip()
+        raise CardRejected(f"the STS refused the card: {code}: {fault.findtext('faultstring')}",
+                           code=code or None)
+    path = (_q("wst", "RequestedSecurityToken"), _q("saml", "Assertion"))
+    card = root.find(f".//{path[0]}/{path[1]}")
+    parent = card.getparent() if card is not None else None
+    if card is None or parent is None:
         raise CardRejected("the STS answer holds no ID card")
     _, not_after, _ = card_facts(card)
-    return IdCard(bytes(etree.tostring(card)), not_after)
+    start, end = _span(body, path)
+    assertion = body[start:end]
+    encoding = (root.getroottree().docinfo.encoding or "UTF-8").lower()
+    if encoding not in ("utf-8", "utf8", "us-ascii", "ascii"):
+        try:  # character for character into UTF-8 (what is signed is characters, C14N)
+            assertion = assertion.decode(encoding).encode()
+        except (LookupError, UnicodeError):
+            raise CardRejected(f"the STS answer's encoding {encoding} is not supported"
+                               ) from None
+    namespaces = tuple(sorted((p or "", u) for p, u in parent.nsmap.items()))
+    issued = IdCard(assertion, not_after, namespaces)
+    if _c14n(issued.element()) != _c14n(card):  # the slice is the card, whole and alone
+        raise CardRejected("the ID card could not be taken out of the STS answer intact")
+    return issued
+
+
+def _free_prefix(wanted: str, uri: str, taken: Mapping[str, str]) -> str:
+    prefix, n = wanted, 0
+    while taken.get(prefix, uri) != uri:
+        n += 1
+        prefix = f"{wanted}{n}"
+    return prefix
 
 
 def security_header(card: IdCard, *, now: _dt.datetime, flow_id: str | None = None,
-                    message_id: str | None = None) -> list[etree._Element]:
-    """The SOAP header children of a service call: ``wsse:Security`` (timestamp and card)
-    and ``medcom:Header`` (security level 3, fresh FlowID and MessageID, no receipt)."""
-    security = etree.Element(_q("wsse", "Security"),
-                             nsmap={"wsse": NS["wsse"], "wsu": NS["wsu"]})
-    ts = etree.SubElement(security, _q("wsu", "Timestamp"))
-    etree.SubElement(ts, _q("wsu", "Created")).text = _utc(now)
-    security.append(card.element())
+                    message_id: str | None = None) -> bytes:
+    """The SOAP header children of a service call, as bytes: ``wsse:Security`` (a
+    timestamp and the card's exact bytes) and ``medcom:Header`` (security level 3, fresh
+    FlowID and MessageID, no receipt).
+
+    ``wsse:Security`` declares the namespaces the card had in scope in the STS answer, so
+    the card means what it meant there and its canonical form (what is signed) is the
+    same; our own prefixes give way to the card's where they clash."""
+    inherited = dict(card.namespaces)
+    wsse = _free_prefix("wsse", NS["wsse"], inherited)
+    wsu = _free_prefix("wsu", NS["wsu"], inherited)
+    declared = inherited | {wsse: NS["wsse"], wsu: NS["wsu"]}
+    security = (f"<{wsse}:Security".encode() + _declarations(declared)
+                + f"><{wsu}:Timestamp><{wsu}:Created>{_utc(now)}</{wsu}:Created>"
+                  f"</{wsu}:Timestamp>".encode()
+                + card.assertion + f"</{wsse}:Security>".encode())
     medcom = etree.Element(_q("medcom", "Header"), nsmap={"medcom": NS["medcom"]})
     etree.SubElement(medcom, _q("medcom", "SecurityLevel")).text = "3"
     linking = etree.SubElement(medcom, _q("medcom", "Linking"))
     etree.SubElement(linking, _q("medcom", "FlowID")).text = flow_id or str(uuid.uuid4())
     etree.SubElement(linking, _q("medcom", "MessageID")).text = message_id or str(uuid.uuid4())
     etree.SubElement(medcom, _q("medcom", "RequireNonRepudiationReceipt")).text = "no"
-    return [security, medcom]
+    return security + bytes(etree.tostring(medcom, encoding="UTF-8", xml_declaration=False))
 
 
 class CardCache:

@@ -32,6 +32,8 @@ from minlog.minlog2.transport import BatchResult, EntryFailure
 
 __all__ = [
     "DEFAULT_VERSION",
+    "DGWS_FAULT_CODES",
+    "MEDCOM_NS",
     "NAMESPACES",
     "SOAP_NS",
     "check_batch",
@@ -84,6 +86,16 @@ _TIMES: Final = frozenset({"date_time", "from_date_time", "to_date_time"})
 
 _PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                                  huge_tree=False, remove_blank_text=True)
+#: The same, keeping every character: for signed content, whose white space is signed.
+_EXACT_PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True,
+                                       load_dtd=False, huge_tree=False)
+#: The namespace of DGWS's ``medcom:FaultCode`` (and ``medcom:Header``).
+MEDCOM_NS: Final = "http://www.medcom.dk/dgws/2006/04/dgws-1.0.xsd"
+#: The DGWS fault codes (official medcom.xsd, ``medcom:FaultCode``).
+DGWS_FAULT_CODES: Final = frozenset({
+    "invalid_header", "missing_required_header", "security_level_failed", "invalid_idcard",
+    "expired_idcard", "invalid_signature", "not_authorized", "internal_error",
+    "invalid_input"})
 
 
 def _version(version: str) -> str:
@@ -105,10 +117,11 @@ def _esc(value: str, extra: dict[str, str] | None = None) -> str:
     return value
 
 
-def parse_xml(body: bytes, *, what: str = "body") -> etree._Element:
-    """Parse untrusted XML: no DTD, no entities, no network. Raises `ValidationError`."""
+def parse_xml(body: bytes, *, what: str = "body", exact: bool = False) -> etree._Element:
+    """Parse untrusted XML: no DTD, no entities, no network. Raises `ValidationError`.
+    ``exact`` keeps white-space-only text (signed content needs it)."""
     try:
-        tree = etree.fromstring(body, _PARSER)
+        tree = etree.fromstring(body, _EXACT_PARSER if exact else _PARSER)
     except etree.XMLSyntaxError as e:
         raise ValidationError(what, f"not well-formed XML: {e}") from None
     if getattr(tree.getroottree().docinfo, "doctype", ""):
@@ -170,16 +183,19 @@ def encode_request(registrations: Sequence[Registration], *,
 
 
 def encode_envelope(registrations: Sequence[Registration], *, version: str = DEFAULT_VERSION,
-                    header: Sequence[etree._Element] = ()) -> bytes:
-    """A SOAP 1.1 envelope with ``header`` children and the request as its body."""
-    head = "".join(etree.tostring(h, encoding="unicode") for h in header)
+                    header: bytes | Sequence[etree._Element] = ()) -> bytes:
+    """A SOAP 1.1 envelope with the request as its body. ``header``: the header's children,
+    as elements, or as UTF-8 bytes put in exactly as given (a signed token travels as the
+    bytes its issuer wrote)."""
+    head = (header if isinstance(header, bytes)
+            else "".join(etree.tostring(h, encoding="unicode") for h in header).encode())
     return (
         "<?xml version='1.0' encoding='UTF-8'?>\n"
-        f'<soapenv:Envelope xmlns:soapenv="{SOAP_NS}">'
-        + (f"<soapenv:Header>{head}</soapenv:Header>" if header else "")
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_NS}">'.encode()
+        + (b"<soapenv:Header>" + head + b"</soapenv:Header>" if head else b"")
         + f"<soapenv:Body>{_request_text(registrations, version)}</soapenv:Body>"
-        "</soapenv:Envelope>"
-    ).encode()
+          "</soapenv:Envelope>".encode()
+    )
 
 
 def _envelope(payload: etree._Element, header: Sequence[etree._Element] = ()) -> bytes:
@@ -293,11 +309,14 @@ def validate_request(body: bytes, *, version: str = DEFAULT_VERSION) -> list[Reg
 
 
 def encode_response(added: int, failures: Sequence[EntryFailure], *,
-                    version: str = DEFAULT_VERSION) -> bytes:
-    """A ``RegistrationResponse`` envelope."""
+                    version: str = DEFAULT_VERSION, number_failed: int | None = None,
+                    list_failures: bool = True) -> bytes:
+    """A ``RegistrationResponse`` envelope. A failure without a sequence number is listed
+    without ``SequenceNumber``; ``number_failed`` overrides the count (default: the
+    failures given); ``list_failures=False`` leaves out every ``FailedLogDataEntries``."""
     root = etree.Element(f"{{{_version(version)}}}RegistrationResponse",
                          nsmap={"ns": NAMESPACES[version]})
-    for f in failures:
+    for f in failures if list_failures else ():
         failed = etree.SubElement(root, "FailedLogDataEntries")
         etree.SubElement(failed, "FaultCode").text = f.code
         if f.text:
@@ -305,15 +324,23 @@ def encode_response(added: int, failures: Sequence[EntryFailure], *,
         if f.sequence_number:
             etree.SubElement(failed, "SequenceNumber").text = f.sequence_number
     etree.SubElement(root, "NumberAdded").text = str(added)
-    etree.SubElement(root, "NumberFailed").text = str(len(failures))
+    etree.SubElement(root, "NumberFailed").text = str(
+        len(failures) if number_failed is None else number_failed)
     return _envelope(root)
 
 
-def encode_fault(code: str, text: str) -> bytes:
-    """A SOAP 1.1 Fault envelope (``code`` like ``soap:Client``)."""
+def encode_fault(code: str, text: str, *, dgws_code: str | None = None) -> bytes:
+    """A SOAP 1.1 Fault envelope (``code`` like ``soap:Client``). ``dgws_code``: a DGWS
+    fault code for the ``detail`` (``medcom:FaultCode``), as DGWS services answer."""
     fault = etree.Element(f"{_ENV}Fault")
     etree.SubElement(fault, "faultcode").text = code
     etree.SubElement(fault, "faultstring").text = text
+    if dgws_code is not None:
+        if dgws_code not in DGWS_FAULT_CODES:
+            raise ValidationError("dgws_code", "is not a DGWS fault code")
+        detail = etree.SubElement(fault, "detail")
+        etree.SubElement(detail, f"{{{MEDCOM_NS}}}FaultCode",
+                         nsmap={"medcom": MEDCOM_NS}).text = dgws_code
     return _envelope(fault)
 
 
