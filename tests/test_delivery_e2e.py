@@ -252,3 +252,82 @@ class TestStsCardBytes:
                 card = _dgws.card_from_request(request)
                 _dgws.verify(card, trusted=[nsp.federation.certificate])
             xmlsec_verify(nsp.requests[0], nsp.federation.certificate, tmp_path)
+
+
+def one(**changes: Any) -> Any:
+    from strategies import registration
+
+    return [registration(**changes)]
+
+
+class TestDgwsCardFaults:
+    def test_an_expired_card_is_renewed_once_and_resent_at_once(self) -> None:
+        """A DGWS expired_idcard fault (HTTP 500, faultcode Server, medcom:FaultCode) makes
+        the transport fetch a new card and send again within the same call."""
+        with FakeNSP(cvr=CVR) as nsp:
+            t = transport(nsp)
+            t.send(one())
+            nsp.expire_cards()
+            t.send(one(sequence_number="cd" * 16))
+            t.close()
+            assert (nsp.cards_issued, nsp.calls, len(nsp.received)) == (2, 3, 2)
+
+    @pytest.mark.parametrize("code", ["expired_idcard", "invalid_idcard", "invalid_signature"])
+    def test_each_card_fault_code_renews_the_card(self, code: str) -> None:
+        """Each DGWS fault code about the card renews it, whatever the fault string says."""
+        with FakeNSP(cvr=CVR) as nsp:
+            t = transport(nsp)
+            t.send(one())
+            nsp.inject(Fault("soap-fault", code="soapenv:Server", text="nope", dgws_code=code))
+            t.send(one(sequence_number="cd" * 16))
+            t.close()
+            assert (nsp.cards_issued, len(nsp.received)) == (2, 2)
+
+    def test_a_fresh_card_refused_again_waits_for_the_retry_policy(self) -> None:
+        """A card refused right after renewal is not renewed in a loop: the call fails
+        (transient, with the DGWS code) and the delivery loop's backoff decides when."""
+        from minlog import TransientDeliveryError
+
+        with FakeNSP(cvr=CVR) as nsp:
+            t = transport(nsp)
+            nsp.inject(Fault("soap-fault", code="soapenv:Server", text="nope", times=5,
+                             dgws_code="invalid_idcard"))
+            with pytest.raises(TransientDeliveryError) as e:
+                t.send(one())
+            t.close()
+            assert e.value.code == "dgws:invalid_idcard"
+            assert e.value.retry_after is None
+            assert (nsp.cards_issued, nsp.calls) == (2, 2)
+
+    def test_not_authorized_is_reported_not_renewed(self) -> None:
+        """not_authorized (a card naming another organisation) is not cured by a new card:
+        no renewal, a transient error naming the code, entries wait in the outbox."""
+        from minlog import TransientDeliveryError
+
+        with FakeNSP(cvr="87654321") as nsp:
+            t = transport(nsp)
+            with pytest.raises(TransientDeliveryError) as e:
+                t.send(one())
+            t.close()
+            assert e.value.code == "dgws:not_authorized"
+            assert nsp.cards_issued == 1
+
+    def test_a_card_the_sts_refuses_is_an_operator_visible_error(
+            self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        """When the STS itself refuses our card, delivery stops with an error an operator
+        sees (stats().last_error, an ERROR log line), entries stay, and the STS is asked
+        again only when the retry policy says so."""
+        with FakeNSP(cvr=CVR, accept_digests=("sha1",)) as nsp:
+            log = MinLog.open(tmp_path / "m.sqlite", transport=transport(nsp),
+                              system_name="Cura", poll=0.02,
+                              retry=RetryPolicy(initial=0.2, maximum=0.2, jitter=0.0))
+            log.record_many(accesses(3))
+            assert log.flush(timeout=0.5) is False
+            s = log.stats()
+            assert s.last_error is not None
+            assert "STS refused" in s.last_error
+            assert s.pending + s.in_flight == 3
+            assert 1 <= nsp.cards_refused <= 4
+            assert any(r.levelname == "ERROR" and "STS refused" in r.getMessage()
+                       for r in caplog.records)
+            log.close(timeout=0.5)

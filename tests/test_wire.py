@@ -142,3 +142,21 @@ class TestHostileInput:
         """XXE and entity expansion never reach our code."""
         with pytest.raises(ValidationError):
             _wire.decode_request(body)
+
+
+class TestDgwsFaults:
+    @pytest.mark.parametrize("code", sorted(_wire.DGWS_FAULT_CODES - {"invalid_input"}))
+    def test_dgws_codes_are_read_from_the_detail(self, code: str) -> None:
+        """A DGWS fault (faultcode Server, medcom:FaultCode in the detail) is transient and
+        carries its DGWS code, whatever the fault string says."""
+        body = _wire.encode_fault("soapenv:Server", "Der opstod en fejl", dgws_code=code)
+        with pytest.raises(TransientDeliveryError) as e:
+            _wire.decode_response(body, 500)
+        assert e.value.code == f"dgws:{code}"
+
+    def test_invalid_input_is_a_refusal_of_the_request(self) -> None:
+        """invalid_input is about the request's content: permanent (the batch is split)."""
+        body = _wire.encode_fault("soapenv:Client", "bad", dgws_code="invalid_input")
+        with pytest.raises(PermanentDeliveryError) as e:
+            _wire.decode_response(body, 500)
+        assert e.value.code == "dgws:invalid_input"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import logging
 import os
 import ssl
 import tempfile
@@ -36,7 +37,15 @@ from minlog.minlog2.transport import BatchResult
 
 __all__ = ["Minlog2Transport"]
 
-_CARD_FAULTS = ("security", "authentication", "idcard", "token")
+log = logging.getLogger("minlog.transport")
+
+#: The DGWS fault codes that mean "this ID card": a new card may cure them.
+CARD_FAULTS: Final = frozenset({"dgws:expired_idcard", "dgws:invalid_idcard",
+                                "dgws:invalid_signature"})
+#: WS-Security's own fault codes about a token (gateways without DGWS codes).
+_WSSE_CARD_FAULTS: Final = frozenset({"InvalidSecurityToken", "FailedAuthentication",
+                                      "FailedCheck", "SecurityTokenUnavailable",
+                                      "InvalidSecurity"})
 #: The STS request's HTTP headers, as the authority's client sends them
 #: (``SosiStsClientDgws``: SOAP 1.2's content type on a SOAP 1.1 envelope, no SOAPAction).
 STS_HEADERS: Final = {"Content-Type": "application/soap+xml; charset=utf-8"}
@@ -155,7 +164,13 @@ class Minlog2Transport:
         try:
             return _dgws.parse_security_token_response(response.content)
         except _dgws.CardRejected as e:
-            raise TransientDeliveryError(f"STS: {e}", code="sts-refused") from e
+            if response.status_code >= 400 and b"Fault" not in response.content:
+                raise TransientDeliveryError(f"STS answered HTTP {response.status_code}",
+                                             code=f"sts-http-{response.status_code}") from e
+            message = (f"STS refused the system ID card (check the certificate, CVR "
+                       f"{self.cvr} and the system's registration at the STS): {e}")
+            log.error("%s", message)
+            raise TransientDeliveryError(message, code="sts-refused") from e
         except Exception as e:
             raise TransientDeliveryError(f"STS answer unreadable: {e}", code="sts") from e
 
@@ -170,25 +185,41 @@ class Minlog2Transport:
             raise TransientDeliveryError(f"cannot reach {url}: {type(e).__name__}",
                                          code="connection") from e
 
+    @staticmethod
+    def _card_refused(error: DeliveryError, status: int) -> bool:
+        code = error.code or ""
+        return (code in CARD_FAULTS or status in (401, 403)
+                or code.rsplit(":", 1)[-1] in _WSSE_CARD_FAULTS)
+
     def send(self, registrations: Sequence[Registration]) -> BatchResult:
-        now = utc_now(self.clock)
+        """One ``AddRegistrations`` call. A card the service refuses (a DGWS card fault,
+        a WS-Security token fault, HTTP 401/403) is renewed once and the batch sent again
+        at once; refused again, the call fails (transient) and the retry policy waits."""
         card = self.cards.get(self._fetch_card)
-        body = _wire.encode_envelope(registrations, version=self.version,
-                                     header=_dgws.security_header(card, now=now))
-        response = self._post(self.service_url, body, {
-            "Content-Type": "text/xml;charset=utf-8", "SOAPAction": self.soap_action})
-        try:
-            return _wire.decode_response(response.content, response.status_code)
-        except DeliveryError as e:
-            code = (e.code or "").lower()
-            if response.status_code in (401, 403) or any(w in code for w in _CARD_FAULTS):
-                self.cards.invalidate()  # fetch a new card, then try again
-                raise TransientDeliveryError(f"ID card refused: {e}", code="card-refused",
-                                             retry_after=0.0) from e
-            if isinstance(e, TransientDeliveryError) and e.retry_after is None:
-                raise TransientDeliveryError(str(e), code=e.code,
-                                             retry_after=_retry_after(response)) from e
-            raise
+        renewed = False
+        while True:
+            body = _wire.encode_envelope(
+                registrations, version=self.version,
+                header=_dgws.security_header(card, now=utc_now(self.clock)))
+            response = self._post(self.service_url, body, {
+                "Content-Type": "text/xml;charset=utf-8", "SOAPAction": self.soap_action})
+            try:
+                return _wire.decode_response(response.content, response.status_code)
+            except DeliveryError as e:
+                if self._card_refused(e, response.status_code):
+                    if renewed:
+                        log.warning("the service refused a freshly issued ID card: %s", e)
+                        raise TransientDeliveryError(
+                            f"the service refused a freshly issued ID card: {e}",
+                            code=e.code) from e
+                    log.info("the service refused the ID card (%s); renewing it", e.code)
+                    card = self.cards.renew(card, self._fetch_card)
+                    renewed = True
+                    continue
+                if isinstance(e, TransientDeliveryError) and e.retry_after is None:
+                    raise TransientDeliveryError(str(e), code=e.code,
+                                                 retry_after=_retry_after(response)) from e
+                raise
 
     def close(self) -> None:
         self._client.close()

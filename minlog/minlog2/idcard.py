@@ -563,6 +563,14 @@ class CardCache:
                 self.fetches += 1
             return self._card
 
+    def renew(self, refused: IdCard, fetch: Callable[[], IdCard]) -> IdCard:
+        """A new card in place of ``refused`` (unless another thread renewed it already)."""
+        with self._lock:
+            if self._card is None or self._card is refused:
+                self._card = fetch()
+                self.fetches += 1
+            return self._card
+
     def invalidate(self) -> None:
         with self._lock:
             self._card = None

@@ -10,8 +10,11 @@ Failures: a SOAP Fault whose code is a *Client* fault (or an HTTP 4xx other than
 429) is a `PermanentDeliveryError` - sending the same request again will not help. A
 *Server* fault, HTTP 5xx, 408, 429, or a body that cannot be parsed is a
 `TransientDeliveryError` (an unreadable answer may come from a proxy in trouble; the
-batch is retried, never dropped). Incoming XML is parsed with entities, DTDs and network
-access disabled.
+batch is retried, never dropped). A DGWS fault (a ``medcom:FaultCode`` in the fault's
+detail) is classified by that code alone, and the error's ``code`` is ``dgws:<code>``:
+``invalid_input`` is permanent, every other code transient (the transport renews the ID
+card for ``expired_idcard``, ``invalid_idcard`` and ``invalid_signature``). Incoming XML
+is parsed with entities, DTDs and network access disabled.
 """
 
 from __future__ import annotations
@@ -344,12 +347,21 @@ def encode_fault(code: str, text: str, *, dgws_code: str | None = None) -> bytes
     return _envelope(fault)
 
 
-def _fault(root: etree._Element) -> tuple[str, str] | None:
+def _fault(root: etree._Element) -> tuple[str, str, str | None] | None:
+    """``(faultcode, faultstring, DGWS fault code or None)`` of a SOAP 1.1 Fault."""
     body = root.find(f"{_ENV}Body") if root.tag == f"{_ENV}Envelope" else None
     fault = body.find(f"{_ENV}Fault") if body is not None else None
     if fault is None:
         return None
-    return (fault.findtext("faultcode") or "").strip(), (fault.findtext("faultstring") or "")
+    dgws = None
+    detail = fault.find("detail")
+    if detail is not None:  # medcom:FaultCode (DGWS 1.0's namespace, or any other medcom one)
+        for element in detail.iter():
+            if isinstance(element.tag, str) and etree.QName(element).localname == "FaultCode":
+                dgws = (element.text or "").strip()[:64] or None
+                break
+    return ((fault.findtext("faultcode") or "").strip(), (fault.findtext("faultstring") or ""),
+            dgws)
 
 
 def decode_response(body: bytes, status: int = 200) -> BatchResult:
@@ -360,7 +372,11 @@ def decode_response(body: bytes, status: int = 200) -> BatchResult:
         root = None
     fault = _fault(root) if root is not None else None
     if fault is not None:
-        code, text = fault
+        code, text, dgws = fault
+        if dgws is not None:  # a DGWS service: its code decides, not the faultcode
+            error = (PermanentDeliveryError if dgws == "invalid_input"
+                     else TransientDeliveryError)
+            raise error(f"SOAP fault {code} ({dgws}): {text}", code=f"dgws:{dgws}")
         if code.rsplit(":", 1)[-1].startswith("Client") and status not in (408, 429):
             raise PermanentDeliveryError(f"SOAP fault {code}: {text}", code=code)
         raise TransientDeliveryError(f"SOAP fault {code}: {text}", code=code)

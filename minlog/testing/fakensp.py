@@ -266,10 +266,6 @@ class FakeNSP:
     def handle_service(self, body: bytes, headers: Mapping[str, str] | None = None
                        ) -> tuple[int, bytes, dict[str, str]]:
         headers = dict(headers or {})
-        with self._lock:
-            self.calls += 1
-            self.requests.append(body)
-            self.headers.append(headers)
         action = headers.get("SOAPAction", headers.get("soapaction", "")).strip('"')
         if self.soap_actions is not None and action not in self.soap_actions:
             return 500, _wire.encode_fault(
@@ -406,6 +402,10 @@ def _make_handler(fake: FakeNSP) -> type[http.server.BaseHTTPRequestHandler]:
             if not self.path.endswith("/RegisterService"):
                 self._answer(404, b"not found", {})
                 return
+            with fake._lock:  # every call counts, misbehaved or not
+                fake.calls += 1
+                fake.requests.append(body)
+                fake.headers.append(headers)
             fault = fake._next_fault()
             if fault is not None and self._misbehave(fault):
                 return
