@@ -331,3 +331,31 @@ class TestDgwsCardFaults:
             assert any(r.levelname == "ERROR" and "STS refused" in r.getMessage()
                        for r in caplog.records)
             log.close(timeout=0.5)
+
+
+class TestUnattributedFailures:
+    @pytest.mark.parametrize("detail", ["unnamed", "count-only"])
+    def test_a_failure_naming_no_entry_is_found_not_acked(self, tmp_path: Path,
+                                                          detail: str) -> None:
+        """When the receiver reports a failure without SequenceNumber (or only counts it),
+        the batch is split until the failed entry is found and dead-lettered; it is never
+        counted as delivered, and stats() says how many failures came unattributed. Entries
+        of unknown fate are sent again to find it: they may arrive twice (same
+        SequenceNumber), at most once per halving of their batch."""
+        with FakeNSP(cvr=CVR, failure_detail=detail) as nsp:  # type: ignore[arg-type]
+            nsp.reject = (lambda r: "E-UNNAMED"
+                          if r.user_person_identifier.endswith("0007") else None)
+            log, _ = run(tmp_path, nsp)
+            s = log.stats()
+            assert s.unattributed >= 1
+            assert (s.pending, s.in_flight, s.dead, s.delivered) == (0, 0, 1, N - 1)
+            dead = log.dead_letters(10)
+            code = "E-UNNAMED" if detail == "unnamed" else "minlog:unattributed"
+            assert [d.code for d in dead] == [code]
+            assert dead[0].registration is not None
+            assert dead[0].registration.user_person_identifier.endswith("0007")
+            counts = collections.Counter(r.sequence_number for r in nsp.received)
+            assert len(counts) == N - 1
+            assert dead[0].registration.sequence_number not in counts
+            assert max(counts.values()) <= 1 + 5  # a batch of 20 halves at most 5 times
+            log.close(timeout=1)

@@ -160,3 +160,21 @@ class TestDgwsFaults:
         with pytest.raises(PermanentDeliveryError) as e:
             _wire.decode_response(body, 500)
         assert e.value.code == "dgws:invalid_input"
+
+
+class TestUnattributedFailures:
+    def test_a_failure_without_sequence_number_is_unattributed(self) -> None:
+        """FailedLogDataEntries/SequenceNumber is optional: such a failure names no entry."""
+        body = _wire.encode_response(3, [EntryFailure("", "E1", "bad"),
+                                         EntryFailure("s2", "E2", "bad")])
+        result = _wire.decode_response(body)
+        assert result.unattributed == 1
+        assert result.number_failed == 2
+
+    def test_number_failed_beyond_the_failures_listed_is_unattributed(self) -> None:
+        """NumberFailed larger than the failures listed: the rest are unattributed."""
+        body = _wire.encode_response(3, [EntryFailure("s2", "E2", "bad")], number_failed=3)
+        assert _wire.decode_response(body).unattributed == 2
+        body = _wire.encode_response(3, [EntryFailure("s2", "E2", "bad")], list_failures=False)
+        assert _wire.decode_response(body).unattributed == 1
+        assert _wire.decode_response(_wire.encode_response(3, [])).unattributed == 0

@@ -422,6 +422,7 @@ class MinLog:
             drain_seconds=(limit.drain_seconds(backlog, self._deliverer.batch_size)
                            if limit else None),
             hot_keys=hot_keys, last_error=self._deliverer.last_error,
+            unattributed=self._deliverer.unattributed,
         )
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:

@@ -25,6 +25,9 @@ class Stats:
     drain_seconds: float | None
     hot_keys: int
     last_error: str | None
+    #: Failures the receiver reported without naming the entry (each was then found by
+    #: splitting its batch; never counted as delivered).
+    unattributed: int = 0
 
 
 @attrs.frozen(slots=True)

@@ -24,7 +24,7 @@ from typing import Final
 import attrs
 
 from minlog.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
-from minlog.minlog2 import Transport
+from minlog.minlog2 import BatchResult, Transport
 from minlog.minlog2.registration import Registration
 from minlog.store import OutboxEntry, Store
 
@@ -33,6 +33,8 @@ __all__ = ["Deliverer", "RateLimit", "RetryPolicy", "StepResult", "Worker"]
 log = logging.getLogger("minlog.delivery")
 
 UNREADABLE: Final = "minlog:unreadable"
+#: The dead-letter code of an entry the receiver counted as failed without naming it.
+UNATTRIBUTED: Final = "minlog:unattributed"
 
 
 @attrs.frozen(slots=True)
@@ -157,6 +159,8 @@ class Deliverer:
         self.sent_at: deque[float] = deque(maxlen=rate_limit.requests if rate_limit else 1)
         self.last_error: str | None = None
         self.delivered = 0
+        #: Failures the receiver reported without naming the entry (see `_find_unattributed`).
+        self.unattributed = 0
         self._lock = threading.Lock()
 
     def rate_wait(self, now: float) -> float:
@@ -238,17 +242,48 @@ class Deliverer:
         by_seq = {r.sequence_number: e for e, r in batch}
         failed = [(by_seq[f.sequence_number].id, f.code, f.text)
                   for f in result.failed if f.sequence_number in by_seq]
-        unknown = len(result.failed) - len(failed)
-        if unknown:
-            log.warning("receiver named %d failed entries that were not in the batch", unknown)
+        strangers = [f for f in result.failed if f.sequence_number
+                     and f.sequence_number not in by_seq]
         if failed:
             self.store.bury(failed, self.clock())
             tally.dead += len(failed)
             self.last_error = f"{len(failed)} entries rejected, e.g. {failed[0][1]}"
         dead_ids = {i for i, _, _ in failed}
+        unattributed = result.unattributed + len(strangers)
+        if unattributed:  # some entry failed unnamed: none of the rest may be acked
+            rest = [(e, r) for e, r in batch if e.id not in dead_ids]
+            self._find_unattributed(rest, unattributed, result, tally)
+            return
         ok = [i for i in ids if i not in dead_ids]
         self.store.ack(ok)
         tally.acked += len(ok)
+
+    def _find_unattributed(self, rest: list[tuple[OutboxEntry, Registration]], count: int,
+                           result: BatchResult, tally: _Tally) -> None:
+        """The receiver reported ``count`` failures without naming the entries (no
+        ``SequenceNumber``, ``NumberFailed`` beyond those named, or names not in the
+        batch). The fate of each entry in ``rest`` is unknown, so none is acked: one
+        entry alone is the failed one (dead letter); more are split in halves and sent
+        again, until the failures are found (entries accepted the first time may then
+        reach the receiver twice, with the same ``SequenceNumber``)."""
+        with self._lock:
+            self.unattributed += count
+        self.last_error = (f"receiver reported {count} failed entries without naming them; "
+                           f"{len(rest)} entries of unknown fate are sent again to find them")
+        log.warning("%s", self.last_error)
+        if not rest:
+            return
+        if len(rest) == 1:
+            sample = next((f for f in result.failed if not f.sequence_number), None)
+            code = sample.code if sample is not None else UNATTRIBUTED
+            text = (sample.text if sample is not None
+                    else "counted as failed by the receiver, which named no entry")
+            self.store.bury([(rest[0][0].id, code, text)], self.clock())
+            tally.dead += 1
+            return
+        half = len(rest) // 2
+        self._deliver(rest[:half], tally)
+        self._deliver(rest[half:], tally)
 
 
 class Worker:

@@ -395,7 +395,12 @@ def decode_response(body: bytes, status: int = 200) -> BatchResult:
                      f.findtext("FaultText") or "")
         for f in response.findall("FailedLogDataEntries"))
     added = response.findtext("NumberAdded")
-    return BatchResult(failures, int(added) if added and added.strip().isdigit() else None)
+    number_failed = response.findtext("NumberFailed")
+    return BatchResult(failures, _count(added), _count(number_failed))
+
+
+def _count(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() else None
 
 
 assert set(ORGANISATION_SOURCES) == set(NAMESPACES)
