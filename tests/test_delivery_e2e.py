@@ -39,8 +39,9 @@ def nsp() -> Iterator[FakeNSP]:
 
 def transport(nsp: FakeNSP, **kw: Any) -> Minlog2Transport:
     kw.setdefault("read_timeout", 2.0)
-    return Minlog2Transport(service_url=nsp.service_url, sts_url=nsp.sts_url, credentials=CERT,
-                            cvr=CVR, system_name="Cura", care_provider_name="Testkommune", **kw)
+    kw.setdefault("credentials", CERT)
+    return Minlog2Transport(service_url=nsp.service_url, sts_url=nsp.sts_url, cvr=CVR,
+                            system_name="Cura", care_provider_name="Testkommune", **kw)
 
 
 def run(tmp_path: Path, nsp: FakeNSP, *, batch_size: int = 20, timeout: float = 30,
@@ -359,3 +360,131 @@ class TestUnattributedFailures:
             assert dead[0].registration.sequence_number not in counts
             assert max(counts.values()) <= 1 + 5  # a batch of 20 halves at most 5 times
             log.close(timeout=1)
+
+
+class TestSoapAction:
+    @pytest.mark.parametrize("version", ["20250312", "20230425"])
+    def test_the_default_is_the_decoupling_components_versioned_action(self,
+                                                                       version: str) -> None:
+        """By default the SOAPAction is AddRegistrations_<version>, as the authority's client
+        sends it to NSP's decoupling component (which routes on it)."""
+        with FakeNSP(cvr=CVR, version=version) as nsp:
+            t = transport(nsp, version=version)
+            t.send(one())
+            t.close()
+            assert nsp.headers[0]["SOAPAction"] == f"AddRegistrations_{version}"
+            assert nsp.headers[0]["Content-Type"] == "text/xml;charset=utf-8"
+
+    def test_the_wsdls_plain_action_can_be_chosen(self) -> None:
+        """soap_action="AddRegistrations" sends the WSDL's own action."""
+        with FakeNSP(cvr=CVR) as nsp:
+            t = transport(nsp, soap_action="AddRegistrations")
+            t.send(one())
+            t.close()
+            assert nsp.headers[0]["SOAPAction"] == "AddRegistrations"
+
+    @pytest.mark.parametrize("action", ["AddRegistrations_20230425", "addRegistrations", ""])
+    def test_any_other_action_is_a_configuration_error(self, action: str) -> None:
+        """Only the two forms exist, and the versioned one must name the configured version."""
+        from minlog import ConfigurationError
+
+        with pytest.raises(ConfigurationError, match="soap_action"):
+            Minlog2Transport(service_url="https://m/x", sts_url="https://s/x", credentials=CERT,
+                             cvr=CVR, system_name="C", care_provider_name="K",
+                             soap_action=action)
+
+
+class TestCertificateChain:
+    def test_the_whole_pkcs12_chain_is_presented_in_tls(self, tmp_path: Path) -> None:
+        """The intermediate CAs of a PKCS#12 file (OCES3) are sent in the TLS handshake, so
+        a server trusting only the root accepts the system certificate."""
+        from minlog.testing import make_test_pki
+
+        pki = make_test_pki(CVR, "Testkommune")
+        (tmp_path / "root.pem").write_bytes(pki.root_pem())
+        with FakeNSP(cvr=CVR, ssl_context=pki.server_context()) as nsp:
+            t = transport(nsp, credentials=pki.pkcs12(), client_certificate=True,
+                          ca_bundle=tmp_path / "root.pem")
+            t.send(one())
+            t.close()
+            assert len(nsp.received) == 1
+
+    def test_a_pem_key_and_chain_work_as_a_pkcs12_file_does(self, tmp_path: Path) -> None:
+        """An (encrypted) PEM key with a PEM chain gives the same credentials, chain included."""
+        from minlog.minlog2.idcard import load_pem
+        from minlog.testing import make_test_pki
+
+        pki = make_test_pki(CVR, "Testkommune")
+        key, chain = pki.pem()
+        credentials = load_pem(key, chain, pki.password)
+        assert credentials.certificate == pki.system.certificate
+        assert credentials.chain == (pki.intermediate.certificate,)
+        (tmp_path / "root.pem").write_bytes(pki.root_pem())
+        with FakeNSP(cvr=CVR, ssl_context=pki.server_context()) as nsp:
+            t = transport(nsp, credentials=credentials, client_certificate=True,
+                          ca_bundle=tmp_path / "root.pem")
+            t.send(one())
+            t.close()
+            assert len(nsp.received) == 1
+
+    def test_a_pem_key_that_is_not_the_certificates_is_refused(self) -> None:
+        """The key must belong to the first certificate of the chain; a wrong password or
+        file is refused without showing the password."""
+        from minlog import ConfigurationError
+        from minlog.minlog2.idcard import load_pem
+        from minlog.testing import make_test_pki
+
+        one_pki, other = make_test_pki(CVR, "A"), make_test_pki(CVR, "B")
+        with pytest.raises(ConfigurationError, match="pem_key"):
+            load_pem(one_pki.pem()[0], other.pem()[1], one_pki.password)
+        with pytest.raises(ConfigurationError, match="pem_key") as e:
+            load_pem(one_pki.pem()[0], one_pki.pem()[1], b"hunter2-wrong")
+        assert "hunter2" not in str(e.value)
+        with pytest.raises(ConfigurationError, match="pem_chain"):
+            load_pem(one_pki.pem()[0], b"not a certificate", one_pki.password)
+
+    def test_the_toml_config_takes_pem_files(self, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """pem_key and pem_chain (with password_env for the key) configure the transport,
+        soap_action and digest too."""
+        from minlog.config import transport_from_toml
+        from minlog.testing import make_test_pki
+
+        pki = make_test_pki(CVR, "Testkommune")
+        key, chain = pki.pem()
+        (tmp_path / "system.key").write_bytes(key)
+        (tmp_path / "chain.pem").write_bytes(chain)
+        (tmp_path / "root.pem").write_bytes(pki.root_pem())
+        monkeypatch.setenv("KEY_PASSWORD", pki.password.decode())
+        with FakeNSP(cvr=CVR, ssl_context=pki.server_context()) as nsp:
+            (tmp_path / "minlog.toml").write_text(
+                "[minlog2]\n"
+                f'service_url = "{nsp.service_url}"\nsts_url = "{nsp.sts_url}"\n'
+                'pem_key = "system.key"\npem_chain = "chain.pem"\n'
+                'password_env = "KEY_PASSWORD"\ncvr = "12345678"\nsystem_name = "Cura"\n'
+                'care_provider_name = "Testkommune"\nca_bundle = "root.pem"\n'
+                'client_certificate = true\nsoap_action = "AddRegistrations"\n'
+                'digest = "sha1"\n')
+            t = transport_from_toml(tmp_path / "minlog.toml")
+            t.send(one())
+            t.close()
+            assert len(nsp.received) == 1
+            assert nsp.headers[0]["SOAPAction"] == "AddRegistrations"
+            assert (t.digest, t.credentials.chain) == ("sha1", (pki.intermediate.certificate,))
+
+    @pytest.mark.parametrize(("table", "says"), [
+        ('pkcs12 = "a.p12"\npem_key = "k.pem"\npem_chain = "c.pem"', "not both"),
+        ('pem_key = "k.pem"', "pem_chain"),
+        ("", "pkcs12"),
+    ])
+    def test_the_config_names_a_missing_or_doubled_credential(self, tmp_path: Path,
+                                                               table: str, says: str) -> None:
+        """Exactly one of pkcs12 or pem_key + pem_chain; a mistake names the keys."""
+        from minlog import ConfigurationError
+        from minlog.config import transport_from_toml
+
+        (tmp_path / "c.toml").write_text(
+            '[minlog2]\nservice_url = "https://m/x"\nsts_url = "https://s/x"\ncvr = "12345678"\n'
+            f'system_name = "Cura"\ncare_provider_name = "K"\n{table}\n')
+        with pytest.raises(ConfigurationError, match=says):
+            transport_from_toml(tmp_path / "c.toml")

@@ -35,7 +35,7 @@ from minlog.minlog2 import wire as _wire
 from minlog.minlog2.registration import Registration
 from minlog.minlog2.transport import BatchResult
 
-__all__ = ["Minlog2Transport"]
+__all__ = ["CARD_FAULTS", "STS_HEADERS", "Minlog2Transport", "soap_actions"]
 
 log = logging.getLogger("minlog.transport")
 
@@ -49,6 +49,13 @@ _WSSE_CARD_FAULTS: Final = frozenset({"InvalidSecurityToken", "FailedAuthenticat
 #: The STS request's HTTP headers, as the authority's client sends them
 #: (``SosiStsClientDgws``: SOAP 1.2's content type on a SOAP 1.1 envelope, no SOAPAction).
 STS_HEADERS: Final = {"Content-Type": "application/soap+xml; charset=utf-8"}
+
+
+def soap_actions(version: str) -> tuple[str, str]:
+    """The SOAPAction values for ``version``: the decoupling component's
+    ``AddRegistrations_<version>`` (the default: what the authority's own client sends to
+    NSP, which routes on it) and the WSDL's plain ``AddRegistrations``."""
+    return f"AddRegistrations_{version}", "AddRegistrations"
 
 
 def _check_url(name: str, url: str) -> None:
@@ -77,9 +84,15 @@ def _retry_after(response: httpx.Response) -> float | None:
 class Minlog2Transport:
     """Delivers batches to MinLog2's RegisterService (see the module docstring).
 
-    ``credentials``: the organisation's system certificate (`load_pkcs12`), or a
-    ``(pkcs12_bytes, password)`` pair. ``soap_action``: ``"AddRegistrations"`` for the
-    service itself, ``"AddRegistrations_<version>"`` behind the NSP decoupling component.
+    ``credentials``: the organisation's system certificate (`load_pkcs12`, `load_pem`), or
+    a ``(pkcs12_bytes, password)`` pair; its intermediate certificates are presented in
+    TLS with it (``client_certificate=True``). ``soap_action``: None (the default) sends
+    ``AddRegistrations_<version>``, the decoupling component's form that the authority's
+    client uses; ``"AddRegistrations"`` is the WSDL's own (`soap_actions`). ``digest``:
+    ``"sha256"`` (default, as the authority's client) or ``"sha1"`` (DGWS 1.0.1, older
+    STSs), for the card's signature and ``OCESCertHash``. ``issuer``: the card's
+    ``saml:Issuer``, an xs:NCName (default ``"minlog"``). ``clock``: the time cards are
+    made and judged by.
     """
 
     def __init__(
@@ -92,7 +105,7 @@ class Minlog2Transport:
         system_name: str,
         care_provider_name: str,
         version: str = _wire.DEFAULT_VERSION,
-        soap_action: str = "AddRegistrations",
+        soap_action: str | None = None,
         digest: str = _dgws.DEFAULT_DIGEST,
         issuer: str = _dgws.DEFAULT_ISSUER,
         connect_timeout: float = 10.0,
@@ -116,7 +129,11 @@ class Minlog2Transport:
         self.system_name = system_name
         self.care_provider_name = care_provider_name
         self.version = version
-        self.soap_action = soap_action
+        self.soap_action = soap_actions(version)[0] if soap_action is None else soap_action
+        if self.soap_action not in soap_actions(version):
+            raise ConfigurationError(
+                f"soap_action: must be {' or '.join(soap_actions(version))} "
+                f"for version {version}")
         self.digest = _dgws.check_digest(digest)
         self.issuer = _dgws.check_issuer(issuer)
         self.card_validity = card_validity
@@ -133,12 +150,13 @@ class Minlog2Transport:
             key = self.credentials.key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption())
-            cert = self.credentials.certificate.public_bytes(serialization.Encoding.PEM)
+            chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (
+                self.credentials.certificate, *self.credentials.chain))  # OCES3 intermediates
             with tempfile.TemporaryDirectory() as folder:  # mode 0700; removed at once
                 path = os.path.join(folder, "client.pem")
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as f:
-                    f.write(key + cert)
+                    f.write(key + chain)
                 context.load_cert_chain(path)
         return context
 

@@ -59,6 +59,7 @@ __all__ = [
     "cert_hash_digest",
     "check_digest",
     "check_issuer",
+    "load_pem",
     "load_pkcs12",
     "parse_security_token_response",
     "request_security_token",
@@ -134,6 +135,31 @@ def load_pkcs12(data: bytes, password: bytes | None) -> SystemCredentials:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ConfigurationError("the system certificate's key must be RSA (XML-DSig rsa-sha*)")
     return SystemCredentials(key, cert, tuple(chain or ()))
+
+
+def load_pem(key: bytes, chain: bytes, password: bytes | None) -> SystemCredentials:
+    """Read a PEM private key (PKCS#8 or traditional, encrypted with ``password`` or not)
+    and a PEM chain: the system certificate first, then its intermediate CAs. The key must
+    belong to the first certificate. Mistakes are `ConfigurationError` naming
+    ``pem_key`` or ``pem_chain`` (the password is never shown)."""
+    try:
+        private = serialization.load_pem_private_key(key, password)
+    except (ValueError, TypeError) as e:
+        raise ConfigurationError(
+            "pem_key: cannot read the PEM private key: wrong password or not a PEM key"
+        ) from e
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise ConfigurationError("pem_key: the system certificate's key must be RSA")
+    try:
+        certificates = x509.load_pem_x509_certificates(chain)
+    except ValueError as e:
+        raise ConfigurationError("pem_chain: not PEM certificates") from e
+    first = certificates[0].public_key()
+    if not isinstance(first, rsa.RSAPublicKey) or first.public_numbers() != (
+            private.public_key().public_numbers()):
+        raise ConfigurationError(
+            "pem_key: the key does not belong to the first certificate of pem_chain")
+    return SystemCredentials(private, certificates[0], tuple(certificates[1:]))
 
 
 def _attribute(parent: etree._Element, name: str, value: str,

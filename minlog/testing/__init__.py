@@ -5,9 +5,11 @@ never for production."""
 from minlog.core.clock import FixedClock, SimulatedClock
 from minlog.testing.certs import (
     TestFederation,
+    TestPki,
     issue_card,
     make_test_certificate,
     make_test_federation,
+    make_test_pki,
 )
 from minlog.testing.fakensp import FakeNSP, Fault
 
@@ -17,7 +19,9 @@ __all__ = [
     "FixedClock",
     "SimulatedClock",
     "TestFederation",
+    "TestPki",
     "issue_card",
     "make_test_certificate",
     "make_test_federation",
+    "make_test_pki",
 ]

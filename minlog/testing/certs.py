@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
+import os
 import secrets
+import ssl
+import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 
@@ -18,15 +22,20 @@ from lxml import etree
 from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.minlog2 import idcard as _dgws
 
-__all__ = ["STS_ISSUER", "TestFederation", "issue_card", "make_test_certificate",
-           "make_test_federation"]
+__all__ = ["STS_ISSUER", "TestFederation", "TestPki", "issue_card", "make_test_certificate",
+           "make_test_federation", "make_test_pki"]
 
 
 def _certificate(subject: x509.Name, key: rsa.RSAPrivateKey, *, issuer: x509.Name | None = None,
                  issuer_key: rsa.RSAPrivateKey | None = None, valid_days: int = 365,
-                 ca: bool = False, clock: Clock = SYSTEM_CLOCK) -> x509.Certificate:
+                 ca: bool = False, clock: Clock = SYSTEM_CLOCK,
+                 names: Sequence[x509.GeneralName] = ()) -> x509.Certificate:
+    """A certificate with the extensions strict X.509 checking wants (Python 3.13's
+    default TLS contexts): key identifiers, key usage, and ``names`` as subject
+    alternative names."""
     now = utc_now(clock)
-    return (
+    signer = issuer_key or key
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer or subject)
@@ -35,8 +44,29 @@ def _certificate(subject: x509.Name, key: rsa.RSAPrivateKey, *, issuer: x509.Nam
         .not_valid_before(now - _dt.timedelta(minutes=5))
         .not_valid_after(now + _dt.timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(issuer_key or key, hashes.SHA256())
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=not ca,
+            data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            signer.public_key()), critical=False)
     )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(names)),
+                                        critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _system_subject(cvr: str, name: str) -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "DK"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+        x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRDK-{cvr}"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"{name} (funktionscertifikat)"),
+        x509.NameAttribute(NameOID.SERIAL_NUMBER, f"UI:DK-O:G:{uuid.uuid4()}"),
+    ])
 
 
 def make_test_certificate(cvr: str, name: str, *, valid_days: int = 365,
@@ -45,18 +75,92 @@ def make_test_certificate(cvr: str, name: str, *, valid_days: int = 365,
     and its password. The subject's serialNumber follows OCES3's ``UI:DK-O:G:<uuid>``
     form; the organisation identifier carries ``NTRDK-<cvr>``."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, "DK"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
-        x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRDK-{cvr}"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"{name} (funktionscertifikat)"),
-        x509.NameAttribute(NameOID.SERIAL_NUMBER, f"UI:DK-O:G:{uuid.uuid4()}"),
-    ])
-    cert = _certificate(subject, key, valid_days=valid_days, clock=clock)
+    cert = _certificate(_system_subject(cvr, name), key, valid_days=valid_days, clock=clock)
     password = secrets.token_urlsafe(16).encode()
     data = pkcs12.serialize_key_and_certificates(
         name.encode(), key, cert, None, serialization.BestAvailableEncryption(password))
     return data, password
+
+
+@attrs.frozen
+class TestPki:
+    """A small public-key infrastructure shaped like OCES3's: a root CA, an intermediate
+    (issuing) CA, a system certificate issued by the intermediate, and a TLS server
+    certificate for 127.0.0.1 issued by the root. A server that trusts only the root can
+    verify the system certificate only when the client presents the intermediate too."""
+
+    __test__ = False  # not a pytest test class
+
+    root: _dgws.SystemCredentials
+    intermediate: _dgws.SystemCredentials
+    system: _dgws.SystemCredentials  # its chain: (intermediate,)
+    server: _dgws.SystemCredentials
+    password: bytes = attrs.field(repr=False)
+
+    def pkcs12(self) -> tuple[bytes, bytes]:
+        """The system certificate, its key and the intermediate as a PKCS#12 file, and
+        its password."""
+        data = pkcs12.serialize_key_and_certificates(
+            b"system", self.system.key, self.system.certificate, list(self.system.chain),
+            serialization.BestAvailableEncryption(self.password))
+        return data, self.password
+
+    def pem(self) -> tuple[bytes, bytes]:
+        """The system key (PEM, encrypted with `password`) and the chain (PEM: the system
+        certificate, then the intermediate)."""
+        key = self.system.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self.password))
+        chain = b"".join(c.public_bytes(serialization.Encoding.PEM)
+                         for c in (self.system.certificate, *self.system.chain))
+        return key, chain
+
+    def root_pem(self) -> bytes:
+        return self.root.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def server_context(self, *, require_client_certificate: bool = True) -> ssl.SSLContext:
+        """A TLS server context for `FakeNSP` on 127.0.0.1; with
+        ``require_client_certificate`` it demands a client certificate chaining to the
+        root (the client must present the intermediate)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        key = self.server.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "server.pem")
+            with open(path, "wb") as f:
+                f.write(key + self.server.certificate.public_bytes(serialization.Encoding.PEM))
+            context.load_cert_chain(path)
+        if require_client_certificate:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cadata=self.root_pem().decode())
+        return context
+
+
+def make_test_pki(cvr: str, name: str, *, clock: Clock = SYSTEM_CLOCK) -> TestPki:
+    """A fresh `TestPki` for organisation ``cvr`` (certificates valid from ``clock``'s now;
+    TLS libraries check them against the machine's own clock)."""
+    def key() -> rsa.RSAPrivateKey:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    root_key, mid_key, system_key, server_key = key(), key(), key(), key()
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minlog test root CA")])
+    mid_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minlog test issuing CA")])
+    root = _certificate(root_name, root_key, ca=True, clock=clock)
+    mid = _certificate(mid_name, mid_key, issuer=root_name, issuer_key=root_key, ca=True,
+                       clock=clock)
+    system = _certificate(_system_subject(cvr, name), system_key, issuer=mid_name,
+                          issuer_key=mid_key, clock=clock)
+    server = _certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), server_key,
+        issuer=root_name, issuer_key=root_key, clock=clock,
+        names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+    return TestPki(
+        root=_dgws.SystemCredentials(root_key, root),
+        intermediate=_dgws.SystemCredentials(mid_key, mid),
+        system=_dgws.SystemCredentials(system_key, system, (mid,)),
+        server=_dgws.SystemCredentials(server_key, server),
+        password=secrets.token_urlsafe(16).encode())
 
 
 @attrs.frozen
