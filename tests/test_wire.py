@@ -100,6 +100,15 @@ class TestRoundTrip:
         assert _wire.decode_request(body) == rs
 
 
+    def test_carriage_returns_and_attribute_white_space_survive(self) -> None:
+        """A carriage return is sent as a reference (a parser would turn it into a line
+        feed), so the receiver reads exactly the text given."""
+        r = reg(activity="Opslag\r\nmedicin", reason="a\rb", organisation_id_source="Yder")
+        body = _wire.encode_envelope([r], version="20230425")
+        assert b"&#13;" in body
+        assert _wire.decode_request(body, version="20230425") == [r]
+
+
 class TestResponses:
     def test_response_round_trip(self) -> None:
         """Failures come back by SequenceNumber with code and text."""

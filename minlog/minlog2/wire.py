@@ -111,12 +111,16 @@ def _time(value: _dt.datetime) -> str:
     return value.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-_QUOTE: Final = {'"': "&quot;"}
+#: A carriage return is written as a reference (a parser turns a literal one into a line
+#: feed); in an attribute, tabs and line feeds too (attribute values are normalised).
+_TEXT: Final = {"\r": "&#13;"}
+_QUOTE: Final = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
 def _esc(value: str, extra: dict[str, str] | None = None) -> str:
-    if "&" in value or "<" in value or ">" in value or (extra and '"' in value):
-        return _escape(value, extra) if extra else _escape(value)
+    special = extra or _TEXT
+    if "&" in value or "<" in value or ">" in value or any(c in value for c in special):
+        return _escape(value, special)
     return value
 
 
