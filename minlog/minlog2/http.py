@@ -1,15 +1,25 @@
 """`Minlog2Transport`: ``AddRegistrations`` over HTTPS (httpx) with a DGWS system ID card.
 
 Each `send` is one SOAP call: the batch as a ``RegistrationRequest``, the header with
-``wsse:Security`` (timestamp + the STS-issued card) and ``medcom:Header``. The card is
-fetched from the SOSI STS with the organisation's signed system card and reused until
-shortly before it expires; a card the service refuses is dropped and fetched anew.
+``wsse:Security`` (timestamp + the STS-issued card, as the exact bytes the STS wrote) and
+``medcom:Header``; ``Content-Type: text/xml;charset=utf-8`` and the SOAPAction
+``AddRegistrations_<version>`` (or the WSDL's ``AddRegistrations``). The card is fetched
+from the SOSI STS with the organisation's signed system card (SHA-256 by default, SHA-1
+on request) and reused until shortly before it expires.
+
+A card the service refuses (a DGWS ``expired_idcard``, ``invalid_idcard`` or
+``invalid_signature`` fault, a WS-Security token fault, HTTP 401/403) is renewed once and
+the batch sent again at once; a fresh card refused again fails the call (transient), so
+that the retry policy, not a loop, decides when to try again. A card the STS itself
+refuses is logged as an ERROR and fails the call with code ``sts-refused``.
 
 TLS verification is always on (a custom CA bundle may be given; plain ``http://`` is only
 accepted for loopback addresses, where the test receiver lives). The organisation's
-certificate may also be presented as the TLS client certificate. Timeouts are explicit.
-Failures: connection errors, timeouts, 5xx, 408, 429 -> `TransientDeliveryError` (with
-``Retry-After`` when given); a refused request -> `PermanentDeliveryError`.
+certificate, with its intermediate CAs, may also be presented as the TLS client
+certificate. Timeouts are explicit. Failures: connection errors, timeouts, 5xx, 408, 429
+-> `TransientDeliveryError` (with ``Retry-After`` when given); a refused request ->
+`PermanentDeliveryError`. See docs/wire.md and docs/security.md for every choice and its
+source.
 """
 
 from __future__ import annotations

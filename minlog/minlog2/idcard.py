@@ -2,21 +2,28 @@
 
 Pure: signing and parsing need no network. The flow:
 
-1. `load_pkcs12` reads the organisation's system (function) certificate.
+1. `load_pkcs12` (or `load_pem`: a PEM key and chain) reads the organisation's system
+   (function) certificate and its intermediate CAs.
 2. `build_id_card` makes the SAML 2.0 ``Assertion`` (``id="IDCard"``) of type *system*,
-   authentication level 3, naming the organisation by CVR.
+   authentication level 3, naming the organisation by CVR, laid out as Seal's sample and
+   the authority's client lay it out (``IDCardData`` and ``SystemLog`` statements).
 3. `sign` adds an enveloped XML signature (``ds:Signature id="OCESSignature"``):
-   exclusive C14N, RSA-SHA1 with SHA-1 digests as in the public examples, or RSA-SHA256
-   with SHA-256; the certificate goes in ``KeyInfo/X509Data``.
+   exclusive C14N, RSA-SHA256 with SHA-256 digests and a SHA-256 ``sosi:OCESCertHash``
+   by default (the authority's current client), or RSA-SHA1/SHA-1 (DGWS 1.0.1, Seal);
+   the certificate goes in ``KeyInfo/X509Data``.
 4. `request_security_token` wraps the signed card in a WS-Trust ``RequestSecurityToken``
-   for the SOSI STS; `parse_security_token_response` takes the STS-signed card back.
-5. `security_header` builds the SOAP header of each service call: ``wsse:Security``
-   (timestamp + card) and ``medcom:Header`` (security level, fresh FlowID/MessageID).
-6. `CardCache` reuses a card until shortly before ``NotOnOrAfter``; `invalidate` after the
-   service refuses it.
+   for the SOSI STS; `parse_security_token_response` takes the STS-signed card back as
+   the exact bytes the STS wrote (`IdCard`): a token signed by someone else is never
+   parsed and written again.
+5. `security_header` builds the SOAP header of each service call (bytes): ``wsse:Security``
+   (timestamp + those bytes) and ``medcom:Header`` (security level, fresh FlowID and
+   MessageID).
+6. `CardCache` reuses a card until shortly before ``NotOnOrAfter`` (by its clock);
+   `CardCache.renew` replaces a card the service refused.
 
 `verify` is our own verifier (digest and RSA signature with cryptography); the test suite
-also verifies our signatures with ``xmlsec1``, an independent implementation.
+also verifies our signatures, and the STS's as forwarded, with ``xmlsec1``, an
+independent implementation.
 """
 
 from __future__ import annotations
