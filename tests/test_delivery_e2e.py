@@ -339,10 +339,9 @@ class TestUnattributedFailures:
     def test_a_failure_naming_no_entry_is_found_not_acked(self, tmp_path: Path,
                                                           detail: str) -> None:
         """When the receiver reports a failure without SequenceNumber (or only counts it),
-        the batch is split until the failed entry is found and dead-lettered; it is never
-        counted as delivered, and stats() says how many failures came unattributed. Entries
-        of unknown fate are sent again to find it: they may arrive twice (same
-        SequenceNumber), at most once per halving of their batch."""
+        the batch is split until the failed entry is found and dead-lettered, never counted
+        as delivered, and stats() counts the unattributed failures (entries of unknown fate
+        sent again may arrive twice, at most once per halving of their batch)."""
         with FakeNSP(cvr=CVR, failure_detail=detail) as nsp:  # type: ignore[arg-type]
             nsp.reject = (lambda r: "E-UNNAMED"
                           if r.user_person_identifier.endswith("0007") else None)

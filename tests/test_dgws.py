@@ -198,6 +198,25 @@ class TestSts:
         header = _dgws.security_header(issued, now=NOW)
         assert original in header
 
+    @pytest.mark.parametrize("encoding", ["ISO-8859-1", "UTF-16"])
+    def test_an_answer_in_another_encoding_keeps_its_characters(
+            self, creds: _dgws.SystemCredentials, encoding: str) -> None:
+        """An STS answer in another encoding gives the same card, character for character
+        in UTF-8, and its signature holds."""
+        fed = make_test_federation(clock=CLOCK)
+        c = _dgws.build_id_card(creds, cvr="12345678", system_name="Cura",
+                                care_provider_name="Ærø Kommune", now=NOW)
+        signed = _dgws.sign(c, creds)
+        answer = issue_card(fed, _dgws.request_security_token(signed, now=NOW), clock=CLOCK,
+                            indent=True)
+        start = answer.index(b"<saml:Assertion")
+        end = answer.index(b"</saml:Assertion>") + len(b"</saml:Assertion>")
+        text = answer.decode().replace("encoding='UTF-8'", f"encoding='{encoding}'")
+        issued = _dgws.parse_security_token_response(text.encode(encoding))
+        assert issued.assertion == answer[start:end]
+        assert "Ærø Kommune".encode() in issued.assertion
+        _dgws.verify(issued.element(), trusted=[fed.certificate])
+
     def test_our_prefixes_give_way_to_the_cards(self) -> None:
         """If the card's answer binds wsse to something else, the header uses another
         prefix for wsse:Security, and the card keeps its own meaning."""

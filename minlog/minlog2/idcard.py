@@ -511,6 +511,16 @@ def _span(body: bytes, path: Sequence[str]) -> tuple[int, int]:
     return found[0], close + 1
 
 
+def _to_utf8(body: bytes, encoding: str) -> bytes:
+    """An answer in another encoding, character for character in UTF-8 without its XML
+    declaration (what is signed is characters, after C14N, so the signature holds)."""
+    try:
+        text = body.decode(encoding)
+    except (LookupError, UnicodeError):
+        raise CardRejected(f"the STS answer's encoding {encoding} is not supported") from None
+    return re.sub(r"^\ufeff?\s*<\?xml[^>]*\?>", "", text).encode()
+
+
 def parse_security_token_response(body: bytes) -> IdCard:
     """The card issued by the STS, kept as the exact bytes the STS wrote (see `IdCard`),
     or `CardRejected` (with the STS's fault text: the STS may answer a fault with HTTP
@@ -527,15 +537,11 @@ def parse_security_token_response(body: bytes) -> IdCard:
     if card is None or parent is None:
         raise CardRejected("the STS answer holds no ID card")
     _, not_after, _ = card_facts(card)
-    start, end = _span(body, path)
-    assertion = body[start:end]
     encoding = (root.getroottree().docinfo.encoding or "UTF-8").lower()
     if encoding not in ("utf-8", "utf8", "us-ascii", "ascii"):
-        try:  # character for character into UTF-8 (what is signed is characters, C14N)
-            assertion = assertion.decode(encoding).encode()
-        except (LookupError, UnicodeError):
-            raise CardRejected(f"the STS answer's encoding {encoding} is not supported"
-                               ) from None
+        body = _to_utf8(body, encoding)
+    start, end = _span(body, path)
+    assertion = body[start:end]
     namespaces = tuple(sorted((p or "", u) for p, u in parent.nsmap.items()))
     issued = IdCard(assertion, not_after, namespaces)
     if _c14n(issued.element()) != _c14n(card):  # the slice is the card, whole and alone
