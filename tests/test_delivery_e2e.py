@@ -284,6 +284,17 @@ class TestDgwsCardFaults:
             t.close()
             assert (nsp.cards_issued, len(nsp.received)) == (2, 2)
 
+    def test_a_ws_security_token_fault_renews_the_card_too(self) -> None:
+        """A gateway without DGWS codes (FakeNSP(dgws_faults=False)) refusing the card with
+        wsse:InvalidSecurityToken also gets a new card at once."""
+        with FakeNSP(cvr=CVR, dgws_faults=False) as nsp:
+            t = transport(nsp)
+            t.send(one())
+            nsp.expire_cards()
+            t.send(one(sequence_number="cd" * 16))
+            t.close()
+            assert (nsp.cards_issued, nsp.calls, len(nsp.received)) == (2, 3, 2)
+
     def test_a_fresh_card_refused_again_waits_for_the_retry_policy(self) -> None:
         """A card refused right after renewal is not renewed in a loop: the call fails
         (transient, with the DGWS code) and the delivery loop's backoff decides when."""
@@ -381,6 +392,18 @@ class TestSoapAction:
             t.send(one())
             t.close()
             assert nsp.headers[0]["SOAPAction"] == "AddRegistrations"
+
+    def test_fakensp_refuses_an_action_it_does_not_route(self) -> None:
+        """A FakeNSP told to accept only the WSDL's action refuses the versioned one with a
+        client fault, as a component routing on SOAPAction would."""
+        from minlog import PermanentDeliveryError
+
+        with FakeNSP(cvr=CVR, soap_actions=("AddRegistrations",)) as nsp:
+            t = transport(nsp)
+            with pytest.raises(PermanentDeliveryError, match="SOAPAction"):
+                t.send(one())
+            t.close()
+            assert nsp.received == []
 
     @pytest.mark.parametrize("action", ["AddRegistrations_20230425", "addRegistrations", ""])
     def test_any_other_action_is_a_configuration_error(self, action: str) -> None:
