@@ -91,3 +91,38 @@ def store(store_target: dict[str, Any]) -> Iterator[Any]:
     s = open_store(store_target["target"], **store_target["store_options"])
     yield s
     s.close()
+
+
+#: The authority's official schemas and WSDLs (never copied into this repository).
+REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "minlog2"
+
+
+def require_reference() -> Path:
+    """The folder of official schemas; skip without it (on a laptop), or fail (in CI:
+    MINLOG_REQUIRE_REFERENCE=1)."""
+    if not (REFERENCE / "SOURCE.md").is_file():
+        reason = f"the official MinLog2 schemas are not at {REFERENCE}"
+        if os.environ.get("MINLOG_REQUIRE_REFERENCE") == "1":
+            pytest.fail(f"{reason} (MINLOG_REQUIRE_REFERENCE=1)")
+        pytest.skip(reason)
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def official() -> Any:
+    """The official schemas (`minlog.minlog2.official.OfficialSchemas`)."""
+    from minlog.minlog2.official import OfficialSchemas
+
+    return OfficialSchemas(require_reference())
+
+
+def require_xmlsec() -> str:
+    """The xmlsec1 program; skip without it, or fail (in CI: MINLOG_REQUIRE_XMLSEC=1)."""
+    import shutil
+
+    found = shutil.which("xmlsec1")
+    if found is None:
+        if os.environ.get("MINLOG_REQUIRE_XMLSEC") == "1":
+            pytest.fail("xmlsec1 is required here (apt-get install xmlsec1)")
+        pytest.skip("xmlsec1 is not installed (apt-get install xmlsec1)")
+    return found

@@ -34,8 +34,9 @@ class TestPublicApi:
     def test_testing_kit(self) -> None:
         """minlog.testing exports the reference receiver and certificate helpers."""
         assert sorted(minlog.testing.__all__) == [
-            "FakeNSP", "Fault", "TestFederation", "issue_card", "make_test_certificate",
-            "make_test_federation"]
+            "FakeNSP", "Fault", "FixedClock", "ShiftedClock", "SimulatedClock", "TestFederation",
+            "TestPki",
+            "issue_card", "make_test_certificate", "make_test_federation", "make_test_pki"]
 
     def test_py_typed_is_shipped(self) -> None:
         """The package is marked as typed."""

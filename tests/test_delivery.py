@@ -23,7 +23,7 @@ from minlog import (
     TransientDeliveryError,
 )
 from minlog.core.clock import SimulatedClock
-from minlog.delivery.deliverer import BEYOND_RETENTION, UNREADABLE, Deliverer
+from minlog.delivery.deliverer import BEYOND_RETENTION, UNATTRIBUTED, UNREADABLE, Deliverer
 from minlog.delivery.worker import Worker
 from minlog.minlog2 import entry
 from minlog.store import NewEntry, OutboxEntry
@@ -195,7 +195,7 @@ class TestUnknownFate:
         assert (result.acked, result.dead) == (9, 1)
         [dead] = store.dead_letters()
         assert dead.key == (7).to_bytes(16, "big")
-        assert dead.code == ("E9" if how == "no-sequence-number" else "minlog:not-added")
+        assert dead.code == ("E9" if how == "no-sequence-number" else UNATTRIBUTED)
         assert store.counts().pending + store.counts().in_flight == 0
         assert d.unattributed > 0
         assert [f"{7:032x}"] in t.sent

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minlog import Access, Employee, OnBehalfOf, Organisation, Registration, ValidationError
+from minlog import (
+    Access,
+    Employee,
+    MemoryTransport,
+    MinLog,
+    OnBehalfOf,
+    Organisation,
+    Registration,
+    ValidationError,
+)
+from minlog.core.clock import FixedClock
 from minlog.core.rules import is_cpr
-from minlog.minlog2.registration import check_schema
+from minlog.minlog2 import wire as _wire
+from minlog.minlog2.registration import check_access, check_schema
 
 AT = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 ORG = Organisation("380000000000001")
@@ -77,7 +89,8 @@ class TestCpr:
                 make()
             assert not any(c.isdigit() for c in str(e.value).replace("20250312", ""))
         with pytest.raises(ValidationError, match="'SOR-ish' is not one of"):
-            Organisation("1", "SOR-ish")
+            check_access(Access("0202802345", EMP, Organisation("1", "SOR-ish"), "x", AT),
+                         "20250312")
 
     def test_reprs_hold_no_cpr(self) -> None:
         """repr() of employees, accesses and registrations omits the identifiers."""
@@ -93,7 +106,8 @@ LIMITS = [("system_name", 25), ("activity", 75), ("reason", 50), ("addition", 50
           ("criticality", 50), ("organisation_name", 200), ("person_name", 50),
           ("correlation_id", 46), ("sequence_number", 36), ("user_person_name", 50),
           ("user_role", 200), ("on_behalf_of_person_name", 50),
-          ("on_behalf_of_user_role", 200)]
+          ("on_behalf_of_user_role", 200), ("source_system_name", 25),
+          ("source_correlation_id", 46)]
 
 
 class TestRegistrationLimits:
@@ -152,7 +166,8 @@ class TestRegistrationLimits:
         with pytest.raises(ValidationError):
             OnBehalfOf("0101701234", source="EuropeanHealthcareProfessional")
         with pytest.raises(ValidationError):
-            Organisation("1", source="Sygehus")
+            check_access(Access("0202802345", EMP, Organisation("1", source="Sygehus"), "x",
+                                AT), "20250312")
         assert Employee("ABC12", source="Autorisation").id == "ABC12"
 
     def test_schema_versions(self) -> None:
@@ -179,6 +194,99 @@ class TestRegistrationLimits:
                 organisation_id_source="SOR")
         assert Registration.from_dict(r.to_dict()) == r
         assert Registration.from_dict(r.to_dict(), trusted=True) == r
+
+
+#: Each source attribute's values per schema version, as the official schemas give them.
+VERSION_SOURCES = {
+    "20250312": {
+        "employee": ["CPR", "Autorisation", "EuropeanHealthcareProfessional"],
+        "organisation": ["SOR", "YDER", "CVR", "EuropeanHealthcareOrganisation"],
+    },
+    "20230425": {
+        "employee": ["CPR", "Autorisation"],
+        "organisation": ["SOR", "SKS", "Yder", "CVR-P", "CVR", "Kommunekode"],
+    },
+}
+
+
+def employee(source: str) -> Employee:
+    return Employee("0101701234" if source == "CPR" else "ABC12", source=source, name="Anne")
+
+
+class TestSchemaVersions:
+    def test_european_professional_is_refused_by_20230425_at_record(self, tmp_path: Path
+                                                                      ) -> None:
+        """record() under 20230425 refuses an employee source that schema forbids, naming
+        the field, and stores nothing; 20250312 accepts it."""
+        a = Access("0202802345", employee("EuropeanHealthcareProfessional"), ORG, "x", AT)
+        for version, accepted in (("20230425", False), ("20250312", True)):
+            with MinLog.open(tmp_path / f"{version}.sqlite", transport=MemoryTransport(),
+                             system_name="Cura", key=bytes(32), schema_version=version,
+                             start_worker=False, clock=FixedClock(AT.timestamp() + 1)) as log:
+                if accepted:
+                    assert log.record(a)
+                    continue
+                with pytest.raises(ValidationError) as e:
+                    log.record(a)
+                assert e.value.field == "employee.source"
+                assert "20230425" in e.value.rule
+                assert log.stats().pending == 0
+
+    @pytest.mark.parametrize("version", sorted(VERSION_SOURCES))
+    def test_every_source_of_each_version(self, version: str) -> None:
+        """Each version accepts exactly its own employee and organisation sources."""
+        allowed = VERSION_SOURCES[version]
+        everything = {s for v in VERSION_SOURCES.values() for s in v["employee"]}
+        for source in everything:
+            a = Access("0202802345", employee(source), ORG, "x", AT)
+            if source in allowed["employee"]:
+                check_access(a, version)
+            else:
+                with pytest.raises(ValidationError, match=version):
+                    check_access(a, version)
+        for source in allowed["organisation"]:
+            check_access(Access("0202802345", EMP, Organisation("1", source), "x", AT), version)
+
+    def test_20230425_organisation_source_is_free_text_up_to_200(self) -> None:
+        """20230425 allows any organisation source of 1-200 characters (its list is a
+        suggestion); 20250312 only its list, and `YDER` is spelled `Yder` in 20230425."""
+        for source in ("Region Hovedstaden", "x" * 200, "Yder", "YDER", "Sygehus"):
+            check_access(Access("0202802345", EMP, Organisation("1", source), "x", AT),
+                         "20230425")
+        for source in ("Region Hovedstaden", "Yder", "SKS", "Kommunekode"):
+            with pytest.raises(ValidationError) as e:
+                check_access(Access("0202802345", EMP, Organisation("1", source), "x", AT),
+                             "20250312")
+            assert e.value.field == "organisation.source"
+        with pytest.raises(ValidationError) as e:
+            Organisation("1", "x" * 201)
+        assert e.value.field == "organisation.source"
+        with pytest.raises(ValidationError):
+            Organisation("1", "SOR\x00")
+
+    def test_a_cpr_number_as_organisation_source_is_not_echoed(self) -> None:
+        """A CPR number given as a (free-text) organisation source never appears in the
+        error of the version that refuses it."""
+        o = Organisation("1", "0101701234")
+        with pytest.raises(ValidationError) as e:
+            check_access(Access("0202802345", EMP, o, "x", AT), "20250312")
+        assert "0101701234" not in str(e.value)
+
+    @pytest.mark.parametrize("version", sorted(VERSION_SOURCES))
+    def test_registrations_follow_the_version_too(self, version: str) -> None:
+        """A Registration is checked against its version's user and organisation sources
+        before it is encoded."""
+        bad = {"20230425": reg(user_person_identifier="ABC12",
+                               user_person_identifier_source="EuropeanHealthcareProfessional"),
+               "20250312": reg(organisation_id="1", organisation_id_source="Kommunekode")}
+        with pytest.raises(ValidationError):
+            check_schema(bad[version], version)
+        with pytest.raises(ValidationError):
+            _wire.encode_envelope([bad[version]], version=version)
+        free = reg(organisation_id="1", organisation_id_source="Region Hovedstaden")
+        if version == "20230425":
+            _wire.validate_request(_wire.encode_envelope([free], version=version),
+                                   version=version)
 
 
 class TestAccess:

@@ -52,7 +52,7 @@ class TestEncode:
         """A source the version does not allow is refused naming the field."""
         with pytest.raises(ValidationError) as e:
             _wire.encode_envelope([reg(organisation_id_source="SKS")])
-        assert e.value.field == "organisation.source"
+        assert e.value.field == "organisation_id_source"
         _wire.encode_envelope([reg(organisation_id_source="SKS")], version="20230425")
 
     def test_empty_batch_is_refused(self) -> None:
@@ -69,6 +69,27 @@ class TestEncode:
         assert "SystemName" in str(e.value)
 
 
+    @pytest.mark.parametrize("version", ["20250312", "20230425"])
+    @pytest.mark.parametrize(("element", "limit"), [("SystemName", 25), ("CorrelationId", 46)])
+    def test_our_xsd_holds_the_source_limits(self, version: str, element: str,
+                                             limit: int) -> None:
+        """Source/SystemName and Source/CorrelationId are limited to 25 and 46 characters."""
+        body = _wire.encode_envelope([reg(source_system_name="s", source_correlation_id="c")],
+                                     version=version)
+        old = {"SystemName": b"<Source><CorrelationId>c</CorrelationId><SystemName>s<",
+               "CorrelationId": b"<Source><CorrelationId>c<"}[element]
+        for n, valid in ((limit, True), (limit + 1, False)):
+            text = old.replace(b">s<" if element == "SystemName" else b">c<",
+                               b">" + b"x" * n + b"<")
+            tampered = body.replace(old, text)
+            assert tampered != body
+            if valid:
+                _wire.validate_request(tampered, version=version)
+            else:
+                with pytest.raises(ValidationError, match=element):
+                    _wire.validate_request(tampered, version=version)
+
+
 class TestRoundTrip:
     @settings(max_examples=60, deadline=None)
     @given(st.lists(registrations(), min_size=1, max_size=4))
@@ -77,6 +98,15 @@ class TestRoundTrip:
         body = _wire.encode_envelope(rs)
         _wire.validate_request(body)
         assert _wire.decode_request(body) == rs
+
+
+    def test_carriage_returns_and_attribute_white_space_survive(self) -> None:
+        """A carriage return is sent as a reference (a parser would turn it into a line
+        feed), so the receiver reads exactly the text given."""
+        r = reg(activity="Opslag\r\nmedicin", reason="a\rb", organisation_id_source="Yder")
+        body = _wire.encode_envelope([r], version="20230425")
+        assert b"&#13;" in body
+        assert _wire.decode_request(body, version="20230425") == [r]
 
 
 class TestResponses:
@@ -121,3 +151,39 @@ class TestHostileInput:
         """XXE and entity expansion never reach our code."""
         with pytest.raises(ValidationError):
             _wire.decode_request(body)
+
+
+class TestDgwsFaults:
+    @pytest.mark.parametrize("code", sorted(_wire.DGWS_FAULT_CODES - {"invalid_input"}))
+    def test_dgws_codes_are_read_from_the_detail(self, code: str) -> None:
+        """A DGWS fault (faultcode Server, medcom:FaultCode in the detail) is transient and
+        carries its DGWS code, whatever the fault string says."""
+        body = _wire.encode_fault("soapenv:Server", "Der opstod en fejl", dgws_code=code)
+        with pytest.raises(TransientDeliveryError) as e:
+            _wire.decode_response(body, 500)
+        assert e.value.code == f"dgws:{code}"
+
+    def test_invalid_input_is_a_refusal_of_the_request(self) -> None:
+        """invalid_input is about the request's content: permanent (the batch is split)."""
+        body = _wire.encode_fault("soapenv:Client", "bad", dgws_code="invalid_input")
+        with pytest.raises(PermanentDeliveryError) as e:
+            _wire.decode_response(body, 500)
+        assert e.value.code == "dgws:invalid_input"
+
+
+class TestUnattributedFailures:
+    def test_a_failure_without_sequence_number_is_unattributed(self) -> None:
+        """FailedLogDataEntries/SequenceNumber is optional: such a failure names no entry."""
+        body = _wire.encode_response(3, [EntryFailure("", "E1", "bad"),
+                                         EntryFailure("s2", "E2", "bad")])
+        result = _wire.decode_response(body)
+        assert result.unattributed == 1
+        assert result.number_failed == 2
+
+    def test_number_failed_beyond_the_failures_listed_is_unattributed(self) -> None:
+        """NumberFailed larger than the failures listed: the rest are unattributed."""
+        body = _wire.encode_response(3, [EntryFailure("s2", "E2", "bad")], number_failed=3)
+        assert _wire.decode_response(body).unattributed == 2
+        body = _wire.encode_response(3, [EntryFailure("s2", "E2", "bad")], list_failures=False)
+        assert _wire.decode_response(body).unattributed == 1
+        assert _wire.decode_response(_wire.encode_response(3, [])).unattributed == 0

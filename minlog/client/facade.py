@@ -485,13 +485,14 @@ class MinLog:
         return Stats(
             recorded=c["recorded"], first_of_day=c["first_of_day"],
             duplicates=c["duplicates"], late=c["late"], beyond_horizon=c["beyond_horizon"],
-            delivered=self._deliverer.delivered, resent_unknown=self._deliverer.unattributed,
+            delivered=self._deliverer.delivered,
             pending=counts.pending, in_flight=counts.in_flight, dead=counts.dead,
             oldest_pending_age=None if counts.oldest_pending is None
             else max(0.0, now - counts.oldest_pending),
             drain_seconds=(limit.drain_seconds(backlog, self._deliverer.batch_size)
                            if limit else None),
             hot_keys=len(self._ledger), last_error=self._deliverer.last_error,
+            unattributed=self._deliverer.unattributed,
         )
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:

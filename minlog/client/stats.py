@@ -15,7 +15,8 @@ class Stats:
 
     ``late``: first-of-day logs of days before the hot window; ``beyond_horizon``: those
     older than the dedup horizon (accepted under ``beyond_horizon="deliver"``);
-    ``resent_unknown``: entries sent again because the receiver left their fate unknown.
+    ``unattributed``: failures the receiver reported without naming the entry (each was
+    found by sending the entries of unknown fate again, in halves).
     """
 
     recorded: int
@@ -24,7 +25,6 @@ class Stats:
     late: int
     beyond_horizon: int
     delivered: int
-    resent_unknown: int
     pending: int
     in_flight: int
     dead: int
@@ -32,6 +32,9 @@ class Stats:
     drain_seconds: float | None
     hot_keys: int
     last_error: str | None
+    #: Failures the receiver reported without naming the entry (each was then found by
+    #: splitting its batch; never counted as delivered).
+    unattributed: int = 0
 
 
 @attrs.frozen(slots=True)

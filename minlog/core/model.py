@@ -4,7 +4,9 @@ Every class is a frozen, slotted attrs class validated on construction: a bad va
 `ValidationError` naming the field and the rule, and the message never repeats the value
 (it may be a CPR number). Limits follow the MinLog2 registration schema; the rules that
 differ between schema versions (which sources are allowed) are checked for the configured
-version by `minlog.minlog2.registration.check_access` before anything is stored.
+version by `minlog.minlog2.registration.check_access` before anything is stored. Here a
+source is only held to what every version allows: an employee source some version names,
+an organisation source of free text (schema 20230425 allows any text of 1-200 characters).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ CITIZEN_SOURCES: Final = frozenset({"CPR", "eCPR"})
 #: by `minlog.minlog2.registration.check_access`).
 EMPLOYEE_SOURCES: Final = frozenset({"CPR", "Autorisation", "EuropeanHealthcareProfessional"})
 ON_BEHALF_OF_SOURCES: Final = frozenset({"CPR", "Autorisation"})
-#: Every organisation source some schema version names (see `EMPLOYEE_SOURCES`).
+#: Every organisation source some schema version names; 20230425 also allows free text, so
+#: `Organisation` takes any one-line text of 1-200 characters (see `EMPLOYEE_SOURCES`).
 ORGANISATION_SOURCES: Final = frozenset({
     "SOR", "YDER", "CVR", "EuropeanHealthcareOrganisation", "SKS", "Yder", "CVR-P",
     "Kommunekode"})
@@ -69,7 +72,8 @@ class Organisation:
     name: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        rules.one_of("organisation.source", self.source, ORGANISATION_SOURCES)
+        if rules.name("organisation.source", self.source, 200) is None:
+            raise ValidationError("organisation.source", "must be a string, not NoneType")
         rules.identifier("organisation.id", self.id, self.source, 200)
         rules.name("organisation.name", self.name, 200)
 

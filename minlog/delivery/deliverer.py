@@ -38,12 +38,14 @@ from minlog.minlog2 import entry as _entry
 from minlog.minlog2.transport import BatchResult, Transport
 from minlog.store.base import OutboxEntry, Store
 
-__all__ = ["BEYOND_RETENTION", "UNREADABLE", "Deliverer", "StepResult"]
+__all__ = ["BEYOND_RETENTION", "UNATTRIBUTED", "UNREADABLE", "Deliverer", "StepResult"]
 
 log = logging.getLogger("minlog.delivery")
 
 UNREADABLE: Final = "minlog:unreadable"
 BEYOND_RETENTION: Final = "minlog:beyond-retention"
+#: The dead-letter code of an entry the receiver failed (or did not add) without naming it.
+UNATTRIBUTED: Final = "minlog:unattributed"
 _DATE_TIME: Final = _entry.FIELDS.index("date_time")
 _TO_DATE_TIME: Final = _entry.FIELDS.index("to_date_time")
 _SEQUENCE: Final = _entry.FIELDS.index("sequence_number")
@@ -114,7 +116,8 @@ class Deliverer:
         self.sent_at: deque[float] = deque(maxlen=rate_limit.requests if rate_limit else 1)
         self.last_error: str | None = None
         self.delivered = 0
-        #: Entries sent again because the receiver left their fate unknown.
+        #: Failures the receiver reported without naming the entry (each found by sending
+        #: the entries of unknown fate again, in halves).
         self.unattributed = 0
         self.lock = threading.Lock()
 
@@ -218,8 +221,12 @@ class Deliverer:
             else:
                 failed[e.id] = (e.id, f.code, f.text)
         rest = [(e, f) for e, f in batch if e.id not in failed]
-        added = result.number_added
-        unknown = bool(unnamed) or (added is not None and added < len(rest))
+        # Failures naming no entry of the batch: listed without (or with a foreign)
+        # SequenceNumber, NumberFailed beyond those listed, or entries neither added nor
+        # named as failed.
+        excess = max(0, (result.number_failed or 0) - len(result.failed))
+        missing = 0 if result.number_added is None else max(0, len(rest) - result.number_added)
+        unknown = max(len(unnamed) + excess, missing)
         if failed:
             self.store.bury(lease, list(failed.values()), self.clock.time())
             tally.dead += len(failed)
@@ -232,20 +239,24 @@ class Deliverer:
             tally.acked += len(rest)
             return
         # Some entry's fate is unknown: never ack it. One entry left: it is the one.
+        with self.lock:
+            self.unattributed += unknown
+        self.last_error = (f"the receiver reported {unknown} failed entries without naming "
+                           f"them; {len(rest)} entries of unknown fate are sent again to "
+                           "find them")
+        log.warning("%s", self.last_error)
         if len(rest) == 1:
             e = rest[0][0]
-            code, text = ((unnamed[0].code, unnamed[0].text) if unnamed
-                          else ("minlog:not-added", "the receiver neither added nor refused it"))
+            code, text = ((unnamed[0].code, unnamed[0].text) if unnamed else
+                          (UNATTRIBUTED, "counted as failed (or not added) by the receiver, "
+                           "which named no entry"))
             self.store.bury(lease, [(e.id, code, text)], self.clock.time())
             tally.dead += 1
             log.warning("dead letter %d: the receiver refused it without naming it (%s)",
                         e.id, code)
             return
-        self.unattributed += len(rest)
-        self.last_error = (f"the receiver left the fate of {len(rest)} entries unknown "
-                           "(a failure without SequenceNumber): sending them again in halves")
-        log.warning("%s", self.last_error)
-        self._halves(lease, rest, tally)
+        if rest:
+            self._halves(lease, rest, tally)
 
     def _halves(self, lease: str, batch: list[_Item], tally: _Tally) -> None:
         half = len(batch) // 2

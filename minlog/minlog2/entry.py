@@ -84,7 +84,10 @@ DESTINATION: Final[tuple[tuple[str, str, str | None], ...]] = (
 _DEST: Final = tuple((element, FIELDS.index(name), FIELDS.index(source) if source else -1)
                      for element, name, source in DESTINATION)
 _FILTERS: Final = FIELDS.index("filters")
-_QUOTE: Final = {'"': "&quot;"}
+#: A carriage return is written as a reference (a parser turns a literal one into a line
+#: feed); in an attribute, tabs and line feeds too (attribute values are normalised).
+_TEXT: Final = {"\r": "&#13;"}
+_QUOTE: Final = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
 def xs_datetime(value: _dt.datetime) -> str:
@@ -99,13 +102,13 @@ def seconds_text(ts: float) -> str:
 
 
 def _esc(value: str) -> str:
-    if "&" in value or "<" in value or ">" in value:
-        return _escape(value)
+    if "&" in value or "<" in value or ">" in value or "\r" in value:
+        return _escape(value, _TEXT)
     return value
 
 
 def _attr(value: str) -> str:
-    if "&" in value or "<" in value or ">" in value or '"' in value:
+    if any(c in value for c in '&<>"\t\n\r'):
         return _escape(value, _QUOTE)
     return value
 

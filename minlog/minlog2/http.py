@@ -1,40 +1,71 @@
 """`Minlog2Transport`: ``AddRegistrations`` over HTTPS (httpx) with a DGWS system ID card.
 
 Each `send` is one SOAP call: the batch as a ``RegistrationRequest``, the header with
-``wsse:Security`` (timestamp + the STS-issued card) and ``medcom:Header``. The card is
-fetched from the SOSI STS with the organisation's signed system card and reused until
-shortly before it expires; a card the service refuses is dropped and fetched anew.
+``wsse:Security`` (timestamp + the STS-issued card, as the exact bytes the STS wrote) and
+``medcom:Header``; ``Content-Type: text/xml;charset=utf-8`` and the SOAPAction
+``AddRegistrations_<version>`` (or the WSDL's ``AddRegistrations``). The card is fetched
+from the SOSI STS with the organisation's signed system card (SHA-256 by default, SHA-1
+on request) and reused until shortly before it expires.
+
+A card the service refuses (a DGWS ``expired_idcard``, ``invalid_idcard`` or
+``invalid_signature`` fault, a WS-Security token fault, HTTP 401/403) is renewed once and
+the batch sent again at once; a fresh card refused again fails the call (transient), so
+that the retry policy, not a loop, decides when to try again. A card the STS itself
+refuses is logged as an ERROR and fails the call with code ``sts-refused``.
 
 TLS verification is always on (a custom CA bundle may be given; plain ``http://`` is only
 accepted for loopback addresses, where the test receiver lives). The organisation's
-certificate may also be presented as the TLS client certificate. Timeouts are explicit.
-Failures: connection errors, timeouts, 5xx, 408, 429 -> `TransientDeliveryError` (with
-``Retry-After`` when given); a refused request -> `PermanentDeliveryError`.
+certificate, with its intermediate CAs, may also be presented as the TLS client
+certificate. Timeouts are explicit. Failures: connection errors, timeouts, 5xx, 408, 429
+-> `TransientDeliveryError` (with ``Retry-After`` when given); a refused request ->
+`PermanentDeliveryError`. See docs/wire.md and docs/security.md for every choice and its
+source.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Final
 from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 
 from minlog import forking
+from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.errors import ConfigurationError, DeliveryError, TransientDeliveryError
 from minlog.minlog2 import idcard as _dgws
 from minlog.minlog2 import wire as _wire
 from minlog.minlog2.registration import Registration
 from minlog.minlog2.transport import BatchResult
 
-__all__ = ["Minlog2Transport"]
+__all__ = ["CARD_FAULTS", "STS_HEADERS", "Minlog2Transport", "soap_actions"]
 
-_CARD_FAULTS = ("security", "authentication", "idcard", "token")
+log = logging.getLogger("minlog.transport")
+
+#: The DGWS fault codes that mean "this ID card": a new card may cure them.
+CARD_FAULTS: Final = frozenset({"dgws:expired_idcard", "dgws:invalid_idcard",
+                                "dgws:invalid_signature"})
+#: WS-Security's own fault codes about a token (gateways without DGWS codes).
+_WSSE_CARD_FAULTS: Final = frozenset({"InvalidSecurityToken", "FailedAuthentication",
+                                      "FailedCheck", "SecurityTokenUnavailable",
+                                      "InvalidSecurity"})
+#: The STS request's HTTP headers, as the authority's client sends them
+#: (``SosiStsClientDgws``: SOAP 1.2's content type on a SOAP 1.1 envelope, no SOAPAction).
+STS_HEADERS: Final = {"Content-Type": "application/soap+xml; charset=utf-8"}
+
+
+def soap_actions(version: str) -> tuple[str, str]:
+    """The SOAPAction values for ``version``: the decoupling component's
+    ``AddRegistrations_<version>`` (the default: what the authority's own client sends to
+    NSP, which routes on it) and the WSDL's plain ``AddRegistrations``."""
+    return f"AddRegistrations_{version}", "AddRegistrations"
 
 
 def _check_url(name: str, url: str) -> None:
@@ -63,9 +94,15 @@ def _retry_after(response: httpx.Response) -> float | None:
 class Minlog2Transport:
     """Delivers batches to MinLog2's RegisterService (see the module docstring).
 
-    ``credentials``: the organisation's system certificate (`load_pkcs12`), or a
-    ``(pkcs12_bytes, password)`` pair. ``soap_action``: ``"AddRegistrations"`` for the
-    service itself, ``"AddRegistrations_<version>"`` behind the NSP decoupling component.
+    ``credentials``: the organisation's system certificate (`load_pkcs12`, `load_pem`), or
+    a ``(pkcs12_bytes, password)`` pair; its intermediate certificates are presented in
+    TLS with it (``client_certificate=True``). ``soap_action``: None (the default) sends
+    ``AddRegistrations_<version>``, the decoupling component's form that the authority's
+    client uses; ``"AddRegistrations"`` is the WSDL's own (`soap_actions`). ``digest``:
+    ``"sha256"`` (default, as the authority's client) or ``"sha1"`` (DGWS 1.0.1, older
+    STSs), for the card's signature and ``OCESCertHash``. ``issuer``: the card's
+    ``saml:Issuer``, an xs:NCName (default ``"minlog"``). ``clock``: the time cards are
+    made and judged by.
     """
 
     def __init__(
@@ -78,15 +115,16 @@ class Minlog2Transport:
         system_name: str,
         care_provider_name: str,
         version: str = _wire.DEFAULT_VERSION,
-        soap_action: str = "AddRegistrations",
-        signature_algorithm: str = "rsa-sha1",
+        soap_action: str | None = None,
+        digest: str = _dgws.DEFAULT_DIGEST,
+        issuer: str = _dgws.DEFAULT_ISSUER,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         ca_bundle: str | os.PathLike[str] | None = None,
         client_certificate: bool = False,
         card_validity: _dt.timedelta = _dt.timedelta(hours=24),
         card_margin: _dt.timedelta = _dt.timedelta(minutes=5),
-        clock: Callable[[], _dt.datetime] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         _check_url("service_url", service_url)
         _check_url("sts_url", sts_url)
@@ -101,11 +139,16 @@ class Minlog2Transport:
         self.system_name = system_name
         self.care_provider_name = care_provider_name
         self.version = version
-        self.soap_action = soap_action
-        self.signature_algorithm = signature_algorithm
+        self.soap_action = soap_actions(version)[0] if soap_action is None else soap_action
+        if self.soap_action not in soap_actions(version):
+            raise ConfigurationError(
+                f"soap_action: must be {' or '.join(soap_actions(version))} "
+                f"for version {version}")
+        self.digest = _dgws.check_digest(digest)
+        self.issuer = _dgws.check_issuer(issuer)
         self.card_validity = card_validity
-        self.clock = clock or (lambda: _dt.datetime.now(_dt.UTC))
-        self.cards = _dgws.CardCache(card_margin)
+        self.clock = clock
+        self.cards = _dgws.CardCache(card_margin, clock=clock)
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._ssl = self._ssl_context(ca_bundle, client_certificate)
         self._client = self._make_client()
@@ -117,12 +160,13 @@ class Minlog2Transport:
             key = self.credentials.key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption())
-            cert = self.credentials.certificate.public_bytes(serialization.Encoding.PEM)
+            chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (
+                self.credentials.certificate, *self.credentials.chain))  # OCES3 intermediates
             with tempfile.TemporaryDirectory() as folder:  # mode 0700; removed at once
                 path = os.path.join(folder, "client.pem")
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as f:
-                    f.write(key + cert)
+                    f.write(key + chain)
                 context.load_cert_chain(path)
         return context
 
@@ -137,51 +181,73 @@ class Minlog2Transport:
     # ------------------------------------------------------------------ the card
 
     def _fetch_card(self) -> _dgws.IdCard:
-        now = self.clock()
+        now = utc_now(self.clock)
         card = _dgws.build_id_card(self.credentials, cvr=self.cvr, system_name=self.system_name,
                                    care_provider_name=self.care_provider_name, now=now,
-                                   validity=self.card_validity)
-        _dgws.sign(card, self.credentials, algorithm=self.signature_algorithm)
-        body = _dgws.request_security_token(card, now=now, system_name=self.system_name)
-        response = self._post(self.sts_url, body, "http://docs.oasis-open.org/ws-sx/ws-trust/"
-                              "200512/RST/Issue")
+                                   validity=self.card_validity, issuer=self.issuer,
+                                   digest=self.digest)
+        _dgws.sign(card, self.credentials, digest=self.digest)
+        body = _dgws.request_security_token(card, now=now, issuer=self.issuer)
+        response = self._post(self.sts_url, body, STS_HEADERS)
         try:
             return _dgws.parse_security_token_response(response.content)
         except _dgws.CardRejected as e:
-            raise TransientDeliveryError(f"STS: {e}", code="sts-refused") from e
+            if response.status_code >= 400 and b"Fault" not in response.content:
+                raise TransientDeliveryError(f"STS answered HTTP {response.status_code}",
+                                             code=f"sts-http-{response.status_code}") from e
+            message = (f"STS refused the system ID card (check the certificate, CVR "
+                       f"{self.cvr} and the system's registration at the STS): {e}")
+            log.error("%s", message)
+            raise TransientDeliveryError(message, code="sts-refused") from e
         except Exception as e:
             raise TransientDeliveryError(f"STS answer unreadable: {e}", code="sts") from e
 
     # ------------------------------------------------------------------ sending
 
-    def _post(self, url: str, body: bytes, action: str) -> httpx.Response:
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         try:
-            return self._client.post(url, content=body, headers={
-                "Content-Type": "text/xml;charset=utf-8", "SOAPAction": action})
+            return self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as e:
             raise TransientDeliveryError(f"timeout talking to {url}", code="timeout") from e
         except httpx.HTTPError as e:
             raise TransientDeliveryError(f"cannot reach {url}: {type(e).__name__}",
                                          code="connection") from e
 
+    @staticmethod
+    def _card_refused(error: DeliveryError, status: int) -> bool:
+        code = error.code or ""
+        return (code in CARD_FAULTS or status in (401, 403)
+                or code.rsplit(":", 1)[-1] in _WSSE_CARD_FAULTS)
+
     def send(self, registrations: Sequence[Registration]) -> BatchResult:
-        now = self.clock()
-        card = self.cards.get(now, self._fetch_card)
-        body = _wire.encode_envelope(registrations, version=self.version,
-                                     header=_dgws.security_header(card, now=now))
-        response = self._post(self.service_url, body, self.soap_action)
-        try:
-            return _wire.decode_response(response.content, response.status_code)
-        except DeliveryError as e:
-            code = (e.code or "").lower()
-            if response.status_code in (401, 403) or any(w in code for w in _CARD_FAULTS):
-                self.cards.invalidate()  # fetch a new card, then try again
-                raise TransientDeliveryError(f"ID card refused: {e}", code="card-refused",
-                                             retry_after=0.0) from e
-            if isinstance(e, TransientDeliveryError) and e.retry_after is None:
-                raise TransientDeliveryError(str(e), code=e.code,
-                                             retry_after=_retry_after(response)) from e
-            raise
+        """One ``AddRegistrations`` call. A card the service refuses (a DGWS card fault,
+        a WS-Security token fault, HTTP 401/403) is renewed once and the batch sent again
+        at once; refused again, the call fails (transient) and the retry policy waits."""
+        card = self.cards.get(self._fetch_card)
+        renewed = False
+        while True:
+            body = _wire.encode_envelope(
+                registrations, version=self.version,
+                header=_dgws.security_header(card, now=utc_now(self.clock)))
+            response = self._post(self.service_url, body, {
+                "Content-Type": "text/xml;charset=utf-8", "SOAPAction": self.soap_action})
+            try:
+                return _wire.decode_response(response.content, response.status_code)
+            except DeliveryError as e:
+                if self._card_refused(e, response.status_code):
+                    if renewed:
+                        log.warning("the service refused a freshly issued ID card: %s", e)
+                        raise TransientDeliveryError(
+                            f"the service refused a freshly issued ID card: {e}",
+                            code=e.code) from e
+                    log.info("the service refused the ID card (%s); renewing it", e.code)
+                    card = self.cards.renew(card, self._fetch_card)
+                    renewed = True
+                    continue
+                if isinstance(e, TransientDeliveryError) and e.retry_after is None:
+                    raise TransientDeliveryError(str(e), code=e.code,
+                                                 retry_after=_retry_after(response)) from e
+                raise
 
     def close(self) -> None:
         self._client.close()

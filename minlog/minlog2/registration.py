@@ -1,9 +1,21 @@
 """What MinLog2 receives: `Registration`, one ``LogDataEntry``, and the rules of each
 schema version.
 
-Limits follow the official registration schemas (20250312 unless a rule says otherwise).
-`check_access` holds an `Access` to the rules of the configured version before anything
-is stored, so that nothing accepted is refused later for a version's enumeration.
+Limits follow the official registration schemas. `Registration` holds what every version
+shares; `check_schema` (a `Registration`) and `check_access` (an `Access`, before anything
+is stored) hold it to the rules of one version, so that nothing accepted is refused later
+for a version's enumeration. The rules per version (`RULES`), from the official schemas:
+
+==================  ======================================  =================================
+source attribute    20250312                                20230425
+==================  ======================================  =================================
+PersonIdentifier    CPR, eCPR                               CPR, eCPR
+UserPerson...       CPR, Autorisation,                      CPR, Autorisation
+                    EuropeanHealthcareProfessional
+OnBehalfOf...       CPR, Autorisation                       CPR, Autorisation
+OrganisationId      SOR, YDER, CVR,                         SOR, SKS, Yder, CVR-P, CVR,
+                    EuropeanHealthcareOrganisation          Kommunekode, or any text (1-200)
+==================  ======================================  =================================
 """
 
 from __future__ import annotations
@@ -24,20 +36,51 @@ from minlog.errors import ValidationError
 
 __all__ = [
     "ORGANISATION_SOURCES",
+    "RULES",
     "SCHEMA_VERSIONS",
     "Registration",
+    "VersionRules",
     "check_access",
     "check_schema",
     "check_schema_source",
 ]
 
 SCHEMA_VERSIONS: Final = ("20250312", "20230425")
-#: Organisation id sources per schema version. 20230425 also allowed free text.
-ORGANISATION_SOURCES: Final[dict[str, frozenset[str]]] = {
-    "20250312": frozenset({"SOR", "YDER", "CVR", "EuropeanHealthcareOrganisation"}),
-    "20230425": frozenset({"SOR", "YDER", "CVR", "SKS", "Yder", "CVR-P", "Kommunekode"}),
+
+
+@attrs.frozen
+class VersionRules:
+    """The source enumerations of one schema version (``free_organisation_source``: any
+    text of 1-200 characters is allowed besides ``organisation``)."""
+
+    person: frozenset[str]
+    employee: frozenset[str]
+    on_behalf_of: frozenset[str]
+    organisation: frozenset[str]
+    free_organisation_source: bool
+
+
+RULES: Final = {
+    "20250312": VersionRules(
+        person=frozenset({"CPR", "eCPR"}),
+        employee=frozenset({"CPR", "Autorisation", "EuropeanHealthcareProfessional"}),
+        on_behalf_of=frozenset({"CPR", "Autorisation"}),
+        organisation=frozenset({"SOR", "YDER", "CVR", "EuropeanHealthcareOrganisation"}),
+        free_organisation_source=False),
+    "20230425": VersionRules(
+        person=frozenset({"CPR", "eCPR"}),
+        employee=frozenset({"CPR", "Autorisation"}),
+        on_behalf_of=frozenset({"CPR", "Autorisation"}),
+        organisation=frozenset({"SOR", "SKS", "Yder", "CVR-P", "CVR", "Kommunekode"}),
+        free_organisation_source=True),
 }
-_ALL_ORGANISATION_SOURCES: Final = frozenset().union(*ORGANISATION_SOURCES.values())
+#: The named organisation id sources per schema version (20230425 also allows free text).
+ORGANISATION_SOURCES: Final[dict[str, frozenset[str]]] = {
+    v: r.organisation for v, r in RULES.items()}
+assert set(RULES) == set(SCHEMA_VERSIONS)
+assert frozenset().union(*(r.employee for r in RULES.values())) == EMPLOYEE_SOURCES
+assert frozenset().union(*(r.on_behalf_of for r in RULES.values())) == ON_BEHALF_OF_SOURCES
+assert frozenset().union(*(r.person for r in RULES.values())) == CITIZEN_SOURCES
 
 
 def _utc(value: _dt.datetime | None) -> _dt.datetime | None:
@@ -103,8 +146,8 @@ class Registration:
             if self.to_date_time < self.from_date_time:
                 raise ValidationError("to_date_time", "must not be before from_date_time")
         if self.organisation_id is not None:
-            rules.one_of("organisation_id_source", self.organisation_id_source,
-                    _ALL_ORGANISATION_SOURCES)
+            if rules.name("organisation_id_source", self.organisation_id_source, 200) is None:
+                raise ValidationError("organisation_id_source", "required with organisation_id")
             rules.text("organisation_id", self.organisation_id, 200)
         elif self.organisation_id_source is not None:
             raise ValidationError("organisation_id_source", "given without organisation_id")
@@ -131,8 +174,8 @@ class Registration:
         rules.name("on_behalf_of_person_name", self.on_behalf_of_person_name, 50)
         rules.opt("on_behalf_of_user_role", self.on_behalf_of_user_role, 200)
         rules.filters("filters", self.filters)
-        rules.opt("source_system_name", self.source_system_name, 200)
-        rules.opt("source_correlation_id", self.source_correlation_id, 200)
+        rules.opt("source_system_name", self.source_system_name, 25)
+        rules.opt("source_correlation_id", self.source_correlation_id, 46)
 
     def __repr__(self) -> str:
         return (
@@ -195,21 +238,56 @@ _DEFAULTS: Final[dict[str, Any]] = {
 }
 
 
+def _rules(version: str) -> VersionRules:
+    if version not in RULES:
+        raise ValidationError("schema_version", f"must be one of {', '.join(SCHEMA_VERSIONS)}")
+    return RULES[version]
+
+
+def _allowed(field: str, value: str | None, allowed: frozenset[str], version: str) -> None:
+    if value is not None and value not in allowed:
+        try:
+            rules.one_of(field, value, allowed)  # its message never echoes an identifier
+        except ValidationError as e:
+            raise ValidationError(field, f"{e.rule} (schema {version})") from None
+
+
+def _organisation(field: str, source: str | None, version: str) -> None:
+    r = _rules(version)
+    if source is None or source in r.organisation:
+        return
+    if r.free_organisation_source:
+        rules.name(field, source, 200)  # any one-line text of 1-200 characters
+        return
+    _allowed(field, source, r.organisation, version)
+
+
 def check_schema(registration: Registration, version: str) -> None:
-    """Raise `ValidationError` when ``registration`` cannot be sent under schema ``version``."""
-    check_schema_source(registration.organisation_id_source, version)
+    """Raise `ValidationError` when ``registration`` cannot be sent under schema ``version``
+    (its sources; every other rule is the same in both versions and checked when it is
+    made)."""
+    r = _rules(version)
+    _organisation("organisation_id_source", registration.organisation_id_source, version)
+    _allowed("person_identifier_source", registration.person_identifier_source, r.person,
+             version)
+    _allowed("user_person_identifier_source", registration.user_person_identifier_source,
+             r.employee, version)
+    _allowed("on_behalf_of_person_identifier_source",
+             registration.on_behalf_of_person_identifier_source, r.on_behalf_of, version)
 
 
 def check_schema_source(source: str | None, version: str) -> None:
     """Raise `ValidationError` when organisation ``source`` is not allowed by ``version``."""
-    if version not in ORGANISATION_SOURCES:
-        raise ValidationError("schema_version", f"must be one of {', '.join(SCHEMA_VERSIONS)}")
-    if source is not None and source not in ORGANISATION_SOURCES[version]:
-        raise ValidationError(
-            "organisation.source", f"{source!r} is not allowed by schema {version}"
-        )
+    _organisation("organisation.source", source, version)
 
 
 def check_access(access: Access, version: str) -> None:
-    """Raise `ValidationError` when ``access`` cannot be sent under schema ``version``."""
-    check_schema_source(access.organisation.source, version)
+    """Raise `ValidationError` when ``access`` cannot be sent under schema ``version``:
+    every per-version rule (the sources of the citizen, the employee, the person acted
+    for and the organisation)."""
+    r = _rules(version)
+    _allowed("access.citizen_source", access.citizen_source, r.person, version)
+    _allowed("employee.source", access.employee.source, r.employee, version)
+    if access.on_behalf_of is not None:
+        _allowed("on_behalf_of.source", access.on_behalf_of.source, r.on_behalf_of, version)
+    _organisation("organisation.source", access.organisation.source, version)

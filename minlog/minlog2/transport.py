@@ -14,7 +14,8 @@ __all__ = ["BatchResult", "EntryFailure", "Transport"]
 
 @attrs.frozen(slots=True)
 class EntryFailure:
-    """The receiver refused one entry, named by its ``SequenceNumber``."""
+    """The receiver refused one entry, named by its ``SequenceNumber`` (``""`` when the
+    receiver named none: the official schema makes ``SequenceNumber`` optional)."""
 
     sequence_number: str
     code: str
@@ -23,10 +24,23 @@ class EntryFailure:
 
 @attrs.frozen(slots=True)
 class BatchResult:
-    """The outcome of one accepted request: every entry not in ``failed`` was added."""
+    """The outcome of one accepted request: the entries named in ``failed`` were refused;
+    ``number_failed`` is the receiver's ``NumberFailed`` (None: not given).
+
+    When `unattributed` is not 0, some entries failed without the receiver saying which:
+    the fate of every entry not named is then unknown, and none of them may be counted
+    as delivered (the delivery loop splits the batch to find them)."""
 
     failed: tuple[EntryFailure, ...] = ()
     number_added: int | None = None
+    number_failed: int | None = None
+
+    @property
+    def unattributed(self) -> int:
+        """Failures naming no entry: those listed without ``SequenceNumber``, and
+        ``NumberFailed`` beyond the failures listed."""
+        unnamed = sum(1 for f in self.failed if not f.sequence_number)
+        return unnamed + max(0, (self.number_failed or 0) - len(self.failed))
 
 
 class Transport(Protocol):

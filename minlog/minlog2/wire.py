@@ -10,8 +10,11 @@ Failures: a SOAP Fault whose code is a *Client* fault (or an HTTP 4xx other than
 429) is a `PermanentDeliveryError` - sending the same request again will not help. A
 *Server* fault, HTTP 5xx, 408, 429, or a body that cannot be parsed is a
 `TransientDeliveryError` (an unreadable answer may come from a proxy in trouble; the
-batch is retried, never dropped). Incoming XML is parsed with entities, DTDs and network
-access disabled.
+batch is retried, never dropped). A DGWS fault (a ``medcom:FaultCode`` in the fault's
+detail) is classified by that code alone, and the error's ``code`` is ``dgws:<code>``:
+``invalid_input`` is permanent, every other code transient (the transport renews the ID
+card for ``expired_idcard``, ``invalid_idcard`` and ``invalid_signature``). Incoming XML
+is parsed with entities, DTDs and network access disabled.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from lxml import etree
 from minlog.core.rules import EARLIEST
 from minlog.errors import PermanentDeliveryError, TransientDeliveryError, ValidationError
 from minlog.minlog2.entry import DESTINATION, Batch, entry_xml, fields_of
-from minlog.minlog2.registration import ORGANISATION_SOURCES, Registration, check_schema_source
+from minlog.minlog2.registration import ORGANISATION_SOURCES, Registration, check_schema
 from minlog.minlog2.transport import BatchResult, EntryFailure
 
 __all__ = [
     "DEFAULT_VERSION",
+    "DGWS_FAULT_CODES",
+    "MEDCOM_NS",
     "NAMESPACES",
     "SOAP_NS",
     "check_batch",
@@ -60,6 +65,16 @@ _TIMES: Final = frozenset({"date_time", "from_date_time", "to_date_time"})
 
 _PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                                  huge_tree=False, remove_blank_text=True)
+#: The same, keeping every character: for signed content, whose white space is signed.
+_EXACT_PARSER: Final = etree.XMLParser(resolve_entities=False, no_network=True,
+                                       load_dtd=False, huge_tree=False)
+#: The namespace of DGWS's ``medcom:FaultCode`` (and ``medcom:Header``).
+MEDCOM_NS: Final = "http://www.medcom.dk/dgws/2006/04/dgws-1.0.xsd"
+#: The DGWS fault codes (official medcom.xsd, ``medcom:FaultCode``).
+DGWS_FAULT_CODES: Final = frozenset({
+    "invalid_header", "missing_required_header", "security_level_failed", "invalid_idcard",
+    "expired_idcard", "invalid_signature", "not_authorized", "internal_error",
+    "invalid_input"})
 
 
 def _version(version: str) -> str:
@@ -68,10 +83,11 @@ def _version(version: str) -> str:
     return NAMESPACES[version]
 
 
-def parse_xml(body: bytes, *, what: str = "body") -> etree._Element:
-    """Parse untrusted XML: no DTD, no entities, no network. Raises `ValidationError`."""
+def parse_xml(body: bytes, *, what: str = "body", exact: bool = False) -> etree._Element:
+    """Parse untrusted XML: no DTD, no entities, no network. Raises `ValidationError`.
+    ``exact`` keeps white-space-only text (signed content needs it)."""
     try:
-        tree = etree.fromstring(body, _PARSER)
+        tree = etree.fromstring(body, _EXACT_PARSER if exact else _PARSER)
     except etree.XMLSyntaxError as e:
         raise ValidationError(what, f"not well-formed XML: {e}") from None
     if getattr(tree.getroottree().docinfo, "doctype", ""):
@@ -90,7 +106,7 @@ def check_batch(registrations: Sequence[Registration], version: str = DEFAULT_VE
     for r in registrations:
         if not isinstance(r, Registration):
             raise ValidationError("registrations", "must be Registration objects")
-        check_schema_source(r.organisation_id_source, version)
+        check_schema(r, version)
 
 
 def _request_text(registrations: Sequence[Registration], version: str) -> str:
@@ -114,16 +130,19 @@ def encode_request(registrations: Sequence[Registration], *,
 
 
 def encode_envelope(registrations: Sequence[Registration], *, version: str = DEFAULT_VERSION,
-                    header: Sequence[etree._Element] = ()) -> bytes:
-    """A SOAP 1.1 envelope with ``header`` children and the request as its body."""
-    head = "".join(etree.tostring(h, encoding="unicode") for h in header)
+                    header: bytes | Sequence[etree._Element] = ()) -> bytes:
+    """A SOAP 1.1 envelope with the request as its body. ``header``: the header's children,
+    as elements, or as UTF-8 bytes put in exactly as given (a signed token travels as the
+    bytes its issuer wrote)."""
+    head = (header if isinstance(header, bytes)
+            else "".join(etree.tostring(h, encoding="unicode") for h in header).encode())
     return (
         "<?xml version='1.0' encoding='UTF-8'?>\n"
-        f'<soapenv:Envelope xmlns:soapenv="{SOAP_NS}">'
-        + (f"<soapenv:Header>{head}</soapenv:Header>" if header else "")
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_NS}">'.encode()
+        + (b"<soapenv:Header>" + head + b"</soapenv:Header>" if head else b"")
         + f"<soapenv:Body>{_request_text(registrations, version)}</soapenv:Body>"
-        "</soapenv:Envelope>"
-    ).encode()
+          "</soapenv:Envelope>".encode()
+    )
 
 
 def _envelope(payload: etree._Element, header: Sequence[etree._Element] = ()) -> bytes:
@@ -229,7 +248,7 @@ def validate_request(body: bytes, *, version: str = DEFAULT_VERSION) -> list[Reg
         for when in (r.date_time, r.from_date_time, r.to_date_time):
             if when is not None and (when.tzinfo is None or when < EARLIEST):
                 raise ValidationError("DateTime", "must be zoned and not before 2015-01-01Z")
-        check_schema_source(r.organisation_id_source, version)
+        check_schema(r, version)
     return registrations
 
 
@@ -237,11 +256,14 @@ def validate_request(body: bytes, *, version: str = DEFAULT_VERSION) -> list[Reg
 
 
 def encode_response(added: int, failures: Sequence[EntryFailure], *,
-                    version: str = DEFAULT_VERSION) -> bytes:
-    """A ``RegistrationResponse`` envelope."""
+                    version: str = DEFAULT_VERSION, number_failed: int | None = None,
+                    list_failures: bool = True) -> bytes:
+    """A ``RegistrationResponse`` envelope. A failure without a sequence number is listed
+    without ``SequenceNumber``; ``number_failed`` overrides the count (default: the
+    failures given); ``list_failures=False`` leaves out every ``FailedLogDataEntries``."""
     root = etree.Element(f"{{{_version(version)}}}RegistrationResponse",
                          nsmap={"ns": NAMESPACES[version]})
-    for f in failures:
+    for f in failures if list_failures else ():
         failed = etree.SubElement(root, "FailedLogDataEntries")
         etree.SubElement(failed, "FaultCode").text = f.code
         if f.text:
@@ -249,24 +271,41 @@ def encode_response(added: int, failures: Sequence[EntryFailure], *,
         if f.sequence_number:
             etree.SubElement(failed, "SequenceNumber").text = f.sequence_number
     etree.SubElement(root, "NumberAdded").text = str(added)
-    etree.SubElement(root, "NumberFailed").text = str(len(failures))
+    etree.SubElement(root, "NumberFailed").text = str(
+        len(failures) if number_failed is None else number_failed)
     return _envelope(root)
 
 
-def encode_fault(code: str, text: str) -> bytes:
-    """A SOAP 1.1 Fault envelope (``code`` like ``soap:Client``)."""
+def encode_fault(code: str, text: str, *, dgws_code: str | None = None) -> bytes:
+    """A SOAP 1.1 Fault envelope (``code`` like ``soap:Client``). ``dgws_code``: a DGWS
+    fault code for the ``detail`` (``medcom:FaultCode``), as DGWS services answer."""
     fault = etree.Element(f"{_ENV}Fault")
     etree.SubElement(fault, "faultcode").text = code
     etree.SubElement(fault, "faultstring").text = text
+    if dgws_code is not None:
+        if dgws_code not in DGWS_FAULT_CODES:
+            raise ValidationError("dgws_code", "is not a DGWS fault code")
+        detail = etree.SubElement(fault, "detail")
+        etree.SubElement(detail, f"{{{MEDCOM_NS}}}FaultCode",
+                         nsmap={"medcom": MEDCOM_NS}).text = dgws_code
     return _envelope(fault)
 
 
-def _fault(root: etree._Element) -> tuple[str, str] | None:
+def _fault(root: etree._Element) -> tuple[str, str, str | None] | None:
+    """``(faultcode, faultstring, DGWS fault code or None)`` of a SOAP 1.1 Fault."""
     body = root.find(f"{_ENV}Body") if root.tag == f"{_ENV}Envelope" else None
     fault = body.find(f"{_ENV}Fault") if body is not None else None
     if fault is None:
         return None
-    return (fault.findtext("faultcode") or "").strip(), (fault.findtext("faultstring") or "")
+    dgws = None
+    detail = fault.find("detail")
+    if detail is not None:  # medcom:FaultCode (DGWS 1.0's namespace, or any other medcom one)
+        for element in detail.iter():
+            if isinstance(element.tag, str) and etree.QName(element).localname == "FaultCode":
+                dgws = (element.text or "").strip()[:64] or None
+                break
+    return ((fault.findtext("faultcode") or "").strip(), (fault.findtext("faultstring") or ""),
+            dgws)
 
 
 def decode_response(body: bytes, status: int = 200) -> BatchResult:
@@ -277,7 +316,11 @@ def decode_response(body: bytes, status: int = 200) -> BatchResult:
         root = None
     fault = _fault(root) if root is not None else None
     if fault is not None:
-        code, text = fault
+        code, text, dgws = fault
+        if dgws is not None:  # a DGWS service: its code decides, not the faultcode
+            error = (PermanentDeliveryError if dgws == "invalid_input"
+                     else TransientDeliveryError)
+            raise error(f"SOAP fault {code} ({dgws}): {text}", code=f"dgws:{dgws}")
         if code.rsplit(":", 1)[-1].startswith("Client") and status not in (408, 429):
             raise PermanentDeliveryError(f"SOAP fault {code}: {text}", code=code)
         raise TransientDeliveryError(f"SOAP fault {code}: {text}", code=code)
@@ -296,7 +339,12 @@ def decode_response(body: bytes, status: int = 200) -> BatchResult:
                      f.findtext("FaultText") or "")
         for f in response.findall("FailedLogDataEntries"))
     added = response.findtext("NumberAdded")
-    return BatchResult(failures, int(added) if added and added.strip().isdigit() else None)
+    number_failed = response.findtext("NumberFailed")
+    return BatchResult(failures, _count(added), _count(number_failed))
+
+
+def _count(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() else None
 
 
 assert set(ORGANISATION_SOURCES) == set(NAMESPACES)

@@ -5,13 +5,48 @@ It plays both NSP parts the library talks to:
 * the **SOSI STS** (``POST /sts``): verifies the client's signed system ID card and
   answers with a new card signed by its own test federation key;
 * the **RegisterService** (``POST /minlog2-registration/<version>/RegisterService``):
-  checks the ID card in ``wsse:Security`` (federation signature, validity, CVR),
-  validates the request strictly against the schema, and answers ``NumberAdded``,
-  ``NumberFailed`` and per-entry failures.
+  checks the SOAPAction, the ID card in ``wsse:Security`` (federation signature,
+  validity, CVR) and the ``medcom:Header``, validates the request strictly against the
+  schema, and answers ``NumberAdded``, ``NumberFailed`` and per-entry failures.
 
-It records ``received`` (registrations accepted, in order) and ``requests`` (raw bodies),
-and can be told to misbehave: latency, HTTP 5xx, 429 with Retry-After, a timeout, a
-dropped connection, a SOAP Fault, refusing chosen entries, or expiring every card.
+It records ``received`` (registrations accepted, in order), ``requests``,
+``sts_requests`` and ``sts_answers`` (raw bodies) and ``headers`` and ``sts_headers`` (the
+HTTP headers of each call), and
+can be told to misbehave: latency, HTTP 5xx, 429 with Retry-After, a timeout, a dropped
+connection, a SOAP Fault, refusing chosen entries, or expiring every card.
+
+It behaves like the real service where that is known; each behaviour is a switch, for
+vendors' own tests (defaults in brackets):
+
+``official_schemas`` [None]
+    The folder of the authority's official schemas (`minlog.minlog2.official`): every
+    request body is then validated against the official XSD of ``version`` and the
+    ``medcom:Header`` and ``wsse:Security`` headers against ``medcom.xsd`` and
+    ``wsse.xsd`` (SHA-256 signatures tolerated, as the authority's client sends them).
+    Without it, ``minlog``'s own XSDs are used.
+``dgws_faults`` [True]
+    Card and header problems are answered as DGWS services do: HTTP 500, faultcode
+    ``Server``, ``medcom:FaultCode`` in the detail (``expired_idcard``,
+    ``invalid_idcard``, ``invalid_signature``, ``not_authorized``,
+    ``security_level_failed``, ``missing_required_header``, ``invalid_header``). False:
+    a plain ``wsse:InvalidSecurityToken`` fault without a DGWS code.
+``sts_indent``, ``sts_prefixes``, ``sts_namespaces_on_envelope`` [False, None, False]
+    How the STS writes its answer: pretty-printed (the card is signed indented), with
+    other prefixes for the card's namespaces (``{"saml": "saml2", "ds": "dsig"}``), or
+    with the card's namespaces declared on the envelope. A client must forward the card
+    byte for byte whatever the layout.
+``sts_digest``, ``accept_digests`` [``"sha256"``, both]
+    The digest the STS signs its cards with, and the client card digests it accepts.
+``failure_detail`` [``"named"``]
+    How refused entries are reported: ``"named"`` (with ``SequenceNumber``),
+    ``"unnamed"`` (``FailedLogDataEntries`` without ``SequenceNumber``, which the schema
+    allows) or ``"count-only"`` (only ``NumberFailed``).
+``soap_actions`` [``AddRegistrations`` and ``AddRegistrations_<version>``]
+    The SOAPAction values accepted (a decoupling component routes on it); others are
+    refused with a client fault. None accepts anything.
+``ssl_context`` [None]
+    Serve HTTPS with this server context (e.g. one that requires a client certificate
+    chain, as NSP may).
 
 Use it as a context manager; it listens on 127.0.0.1 on an ephemeral port.
 """
@@ -20,23 +55,29 @@ from __future__ import annotations
 
 import datetime as _dt
 import http.server
+import os
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
+from lxml import etree
 
-from minlog.errors import MinlogError
+from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
+from minlog.errors import MinlogError, ValidationError
 from minlog.minlog2 import EntryFailure
 from minlog.minlog2 import idcard as _dgws
 from minlog.minlog2 import wire as _wire
+from minlog.minlog2.official import OfficialSchemas
 from minlog.minlog2.registration import Registration
-from minlog.testing.certs import TestFederation, make_test_federation
+from minlog.testing.certs import TestFederation, issue_card, make_test_federation
 
-__all__ = ["FakeNSP", "Fault"]
+__all__ = ["FailureDetail", "FakeNSP", "Fault"]
 
 FaultKind = Literal["http500", "http503", "http429", "timeout", "drop", "soap-fault", "latency"]
+FailureDetail = Literal["named", "unnamed", "count-only"]
 
 
 @attrs.frozen
@@ -48,6 +89,17 @@ class Fault:
     seconds: float = 0.0  # latency / timeout length / Retry-After
     code: str = "soap:Client"
     text: str = "injected fault"
+    dgws_code: str | None = None  # for "soap-fault": a medcom:FaultCode in the detail
+
+
+class _Refusal(Exception):
+    """The service refuses the request: a SOAP fault, with a DGWS code or not."""
+
+    def __init__(self, dgws_code: str, text: str, *, client: bool = False) -> None:
+        super().__init__(text)
+        self.dgws_code = dgws_code
+        self.text = text
+        self.client = client
 
 
 class FakeNSP:
@@ -58,6 +110,8 @@ class FakeNSP:
     ``reject``: a callable returning a fault code for a registration to refuse, or None.
     ``refuse_request``: a callable returning ``(faultcode, text)`` to refuse a whole
     (schema-valid) request as a client fault, e.g. when it holds a certain entry.
+    ``clock``: the time the STS and the service judge cards by. The other switches are
+    described in the module docstring.
     """
 
     def __init__(
@@ -69,17 +123,47 @@ class FakeNSP:
         federation: TestFederation | None = None,
         reject: Callable[[Registration], str | None] | None = None,
         refuse_request: Callable[[list[Registration]], tuple[str, str] | None] | None = None,
-        clock: Callable[[], _dt.datetime] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        official_schemas: str | os.PathLike[str] | OfficialSchemas | None = None,
+        dgws_faults: bool = True,
+        sts_indent: bool = False,
+        sts_prefixes: Mapping[str, str] | None = None,
+        sts_namespaces_on_envelope: bool = False,
+        sts_digest: str = _dgws.DEFAULT_DIGEST,
+        accept_digests: Sequence[str] = tuple(_dgws.DIGESTS),
+        failure_detail: FailureDetail = "named",
+        soap_actions: Sequence[str] | None = ("AddRegistrations", "AddRegistrations_{version}"),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        if failure_detail not in ("named", "unnamed", "count-only"):
+            raise ValueError("failure_detail: 'named', 'unnamed' or 'count-only'")
         self.cvr = cvr
         self.version = version
         self.card_validity = card_validity
-        self.federation = federation or make_test_federation()
+        self.clock = clock
+        self.federation = federation or make_test_federation(clock=clock)
         self.reject = reject
         self.refuse_request = refuse_request
-        self.clock = clock or (lambda: _dt.datetime.now(_dt.UTC))
+        self.official = (OfficialSchemas(official_schemas)
+                         if official_schemas is not None
+                         and not isinstance(official_schemas, OfficialSchemas)
+                         else official_schemas)
+        self.dgws_faults = dgws_faults
+        self.sts_indent = sts_indent
+        self.sts_prefixes = dict(sts_prefixes or {})
+        self.sts_namespaces_on_envelope = sts_namespaces_on_envelope
+        self.sts_digest = _dgws.check_digest(sts_digest)
+        self.accept_digests = tuple(_dgws.check_digest(d) for d in accept_digests)
+        self.failure_detail = failure_detail
+        self.soap_actions = (None if soap_actions is None
+                             else frozenset(a.format(version=version) for a in soap_actions))
+        self.ssl_context = ssl_context
         self.received: list[Registration] = []
         self.requests: list[bytes] = []
+        self.sts_requests: list[bytes] = []
+        self.sts_answers: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
+        self.sts_headers: list[dict[str, str]] = []
         self.cards_issued = 0
         self.cards_refused = 0
         self.calls = 0
@@ -96,6 +180,9 @@ class FakeNSP:
         handler = _make_handler(self)
         self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.ssl_context is not None:
+            self._server.socket = self.ssl_context.wrap_socket(self._server.socket,
+                                                               server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="fake-nsp", daemon=True)
         self._thread.start()
@@ -118,7 +205,8 @@ class FakeNSP:
         if self._server is None:
             raise RuntimeError("FakeNSP is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host!s}:{port}"
 
     @property
     def sts_url(self) -> str:
@@ -153,32 +241,52 @@ class FakeNSP:
 
     # ------------------------------------------------------------------ handlers
 
-    def handle_sts(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        now = self.clock()
+    def handle_sts(self, body: bytes, headers: Mapping[str, str] | None = None
+                   ) -> tuple[int, bytes, dict[str, str]]:
+        with self._lock:
+            self.sts_requests.append(body)
+            self.sts_headers.append(dict(headers or {}))
         try:
-            answer = _dgws_issue(self, body, now)
+            answer = issue_card(
+                self.federation, body, clock=self.clock, validity=self.card_validity,
+                digest=self.sts_digest, accept_digests=self.accept_digests,
+                indent=self.sts_indent, prefixes=self.sts_prefixes,
+                namespaces_on_envelope=self.sts_namespaces_on_envelope)
         except MinlogError as e:
             with self._lock:
                 self.cards_refused += 1
-            return 500, _wire.encode_fault("wst:FailedAuthentication", str(e)), {}
-        card_id = _card_id(_dgws.parse_security_token_response(answer).element())
+            return 500, _wire.encode_fault("soapenv:Client", f"wst:FailedAuthentication: {e}"), {}
+        card_id = _card_id(_sts_card(answer))
         with self._lock:
             self.cards_issued += 1
             self._issued.add(card_id)
+            self.sts_answers.append(answer)
         return 200, answer, {}
 
-    def handle_service(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
-        with self._lock:
-            self.calls += 1
-            self.requests.append(body)
+    def handle_service(self, body: bytes, headers: Mapping[str, str] | None = None
+                       ) -> tuple[int, bytes, dict[str, str]]:
+        headers = dict(headers or {})
+        action = headers.get("SOAPAction", headers.get("soapaction", "")).strip('"')
+        if self.soap_actions is not None and action not in self.soap_actions:
+            return 500, _wire.encode_fault(
+                "soapenv:Client", f"no operation for SOAPAction {action!r}"), {}
         try:
-            self._check_card(body)
-        except MinlogError as e:
-            return 500, _wire.encode_fault("wsse:InvalidSecurityToken", str(e)), {}
+            self._check_headers(body)
+        except _Refusal as e:
+            if not self.dgws_faults:
+                return 500, _wire.encode_fault("wsse:InvalidSecurityToken", e.text), {}
+            return 500, _wire.encode_fault("soapenv:Client" if e.client else "soapenv:Server",
+                                           e.text, dgws_code=e.dgws_code), {}
         try:
             registrations = _wire.validate_request(body, version=self.version)
+            if self.official is not None:
+                errors = self.official.check_registration(
+                    _request_payload(body), self.version)
+                if errors:
+                    raise ValidationError("RegistrationRequest",
+                                                f"official schema {self.version}: {errors[0]}")
         except MinlogError as e:
-            return 500, _wire.encode_fault("soap:Client", f"schema: {e}"), {}
+            return 500, _wire.encode_fault("soapenv:Client", f"schema: {e}"), {}
         if self.refuse_request is not None:
             refusal = self.refuse_request(registrations)
             if refusal is not None:
@@ -190,32 +298,81 @@ class FakeNSP:
             if code is None:
                 accepted.append(r)
             else:
-                failures.append(EntryFailure(r.sequence_number or "", code, "refused"))
+                named = self.failure_detail == "named"
+                failures.append(EntryFailure((r.sequence_number or "") if named else "", code,
+                                             "refused"))
         with self._lock:
             self.received.extend(accepted)
-        return 200, _wire.encode_response(len(accepted), failures), {}
+        return 200, _wire.encode_response(
+            len(accepted), failures, version=self.version,
+            list_failures=self.failure_detail != "count-only"), {}
 
-    def _check_card(self, body: bytes) -> None:
-        card = _dgws.card_from_request(body)
-        signer = _dgws.verify(card, trusted=[self.federation.certificate])
-        del signer
-        not_before, not_after, cvr = _dgws.card_facts(card)
-        now = self.clock()
-        if not not_before <= now < not_after:
-            raise _dgws.CardRejected("the ID card is not valid now")
+    def _check_headers(self, body: bytes) -> None:
+        """The DGWS checks of a service call; raises `_Refusal` with the DGWS code."""
+        try:
+            root = _wire.parse_xml(body, what="request", exact=True)
+        except MinlogError as e:
+            raise _Refusal("invalid_input", str(e), client=True) from None
+        header = root.find(f"{{{_wire.SOAP_NS}}}Header")
+        security = header.find(f"{{{_dgws.NS['wsse']}}}Security") if header is not None else None
+        medcom = header.find(f"{{{_wire.MEDCOM_NS}}}Header") if header is not None else None
+        if security is None or medcom is None:
+            raise _Refusal("missing_required_header", "wsse:Security and medcom:Header needed")
+        if self.official is not None:
+            if errors := self.official.check_medcom_header(medcom):
+                raise _Refusal("invalid_header", f"medcom:Header: {errors[0]}")
+            if errors := self.official.check_security(security):
+                raise _Refusal("invalid_idcard", f"wsse:Security: {errors[0]}")
+        if medcom.findtext(f"{{{_wire.MEDCOM_NS}}}SecurityLevel") != "3":
+            raise _Refusal("security_level_failed", "SecurityLevel must be 3")
+        card = security.find(f"{{{_dgws.NS['saml']}}}Assertion")
+        if card is None:
+            raise _Refusal("invalid_idcard", "the request carries no ID card")
+        try:
+            _dgws.verify(card, trusted=[self.federation.certificate])
+        except _dgws.CardRejected as e:
+            raise _Refusal("invalid_signature", f"the ID card's signature: {e}") from None
+        try:
+            not_before, not_after, cvr = _dgws.card_facts(card)
+        except _dgws.CardRejected as e:
+            raise _Refusal("invalid_idcard", str(e)) from None
+        if _attribute(card, "sosi:AuthenticationLevel") != "3":
+            raise _Refusal("security_level_failed", "the ID card is not of level 3")
+        now = utc_now(self.clock)
         with self._lock:
             expired = _card_id(card) in self._expired
-        if expired:
-            raise _dgws.CardRejected("the ID card has expired")
+        if expired or not not_before <= now < not_after:
+            raise _Refusal("expired_idcard", "the ID card has expired or is not valid yet")
         if self.cvr is not None and cvr != self.cvr:
-            raise _dgws.CardRejected("the ID card names another CVR")
+            raise _Refusal("not_authorized", "the ID card names another organisation")
+
+
+def _attribute(card: Any, name: str) -> str | None:
+    for a in card.iter(f"{{{_dgws.NS['saml']}}}Attribute"):
+        if a.get("Name") == name:
+            return str(a.findtext(f"{{{_dgws.NS['saml']}}}AttributeValue") or "")
+    return None
 
 
 def _card_id(card: Any) -> str:
-    for a in card.iter(f"{{{_dgws.NS['saml']}}}Attribute"):
-        if a.get("Name") == "sosi:IDCardID":
-            return str(a.findtext(f"{{{_dgws.NS['saml']}}}AttributeValue") or "")
-    return ""
+    return _attribute(card, "sosi:IDCardID") or ""
+
+
+def _sts_card(answer: bytes) -> etree._Element:
+    root = _wire.parse_xml(answer, what="STS answer", exact=True)
+    card = root.find(f".//{{{_dgws.NS['wst']}}}RequestedSecurityToken/"
+                     f"{{{_dgws.NS['saml']}}}Assertion")
+    if card is None:
+        raise _dgws.CardRejected("the STS answer holds no ID card")
+    return card
+
+
+def _request_payload(body: bytes) -> etree._Element:
+    root = _wire.parse_xml(body, what="request", exact=True)
+    payload = root.find(f"{{{_wire.SOAP_NS}}}Body/*")
+    if payload is None:
+        raise ValidationError("Body", "is empty")
+    return payload
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -223,14 +380,8 @@ class _Server(http.server.ThreadingHTTPServer):
         """Connections dropped on purpose (fault injection) or by clients are not errors."""
         import sys
 
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError | ssl.SSLError):
             super().handle_error(request, client_address)
-
-
-def _dgws_issue(fake: FakeNSP, body: bytes, now: _dt.datetime) -> bytes:
-    from minlog.testing.certs import issue_card
-
-    return issue_card(fake.federation, body, now=now, validity=fake.card_validity)
 
 
 def _make_handler(fake: FakeNSP) -> type[http.server.BaseHTTPRequestHandler]:
@@ -244,19 +395,25 @@ def _make_handler(fake: FakeNSP) -> type[http.server.BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
+            headers = {k: v for k, v in self.headers.items()}
             if self.path == "/sts":
-                self._answer(*fake.handle_sts(body))
+                self._answer(*fake.handle_sts(body, headers))
                 return
             if not self.path.endswith("/RegisterService"):
                 self._answer(404, b"not found", {})
                 return
+            with fake._lock:  # every call counts, misbehaved or not
+                fake.calls += 1
+                fake.requests.append(body)
+                fake.headers.append(headers)
             fault = fake._next_fault()
             if fault is not None and self._misbehave(fault):
                 return
             try:
-                answer = fake.handle_service(body)
+                answer = fake.handle_service(body, headers)
             except Exception as e:  # a receiver bug must still answer, as a server fault
-                answer = (500, _wire.encode_fault("soap:Server", f"{type(e).__name__}: {e}"), {})
+                answer = (500, _wire.encode_fault("soapenv:Server",
+                                                  f"{type(e).__name__}: {e}"), {})
             self._answer(*answer)
 
         def _misbehave(self, fault: Fault) -> bool:
@@ -280,7 +437,8 @@ def _make_handler(fake: FakeNSP) -> type[http.server.BaseHTTPRequestHandler]:
                 return True
             if fault.kind == "soap-fault":
                 status = 500
-                self._answer(status, _wire.encode_fault(fault.code, fault.text), {})
+                self._answer(status, _wire.encode_fault(fault.code, fault.text,
+                                                        dgws_code=fault.dgws_code), {})
                 return True
             return False
 
