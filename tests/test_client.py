@@ -521,7 +521,7 @@ class TestConcurrency:
         totals = _in_processes(_record_shuffled, [(str(db), s, start) for s in range(4)])
         keys = 40 * 75 * 3  # today, yesterday, and a late day (before the window)
         assert sum(totals) == keys
-        assert all(0 < t < keys for t in totals)  # they really interleaved
+        assert sum(1 for t in totals if 0 < t < keys) >= 2  # they really interleaved
         assert outbox_rows(db) == keys
         assert _delivered_once(db) == keys
 
