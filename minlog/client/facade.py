@@ -538,6 +538,15 @@ class MinLog:
     def closed(self) -> bool:
         return self._closed
 
+    def fork_locks(self) -> list[threading.Lock | threading.RLock]:
+        """The locks held across a fork (`minlog.client.lifecycle`), in the order taken:
+        the identity registry's first (it is held around store calls), then those held
+        only briefly: the facade's, the group commit's, the delivery's, the worker's, the
+        ledger's and its day cache's."""
+        return [self._identity._lock, self._lock, self._committer._lock,
+                self._deliverer.lock, self._worker._start_lock, self._ledger._lock,
+                self._ledger.days._lock]
+
     def after_fork(self) -> None:
         """In a forked child: own connections, locks and a (lazily started) worker."""
         self._pid = os.getpid()

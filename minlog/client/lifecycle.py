@@ -1,7 +1,10 @@
 """Process lifecycle: live `MinLog` instances stay safe across ``fork`` and at exit.
 
-After a ``fork`` every live instance in the child gets fresh connections, locks and a
-(lazily started) worker: nothing of the parent's is used. At interpreter exit each live
+Just before a ``fork`` the locks of every live instance of this process are taken (so no
+thread holds one at the moment of the fork), and then no thread is inside a store
+(`minlog.forking`); just after it the parent lets go of them, and every live instance in
+the child gets fresh connections, locks and a (lazily started) worker: nothing of the
+parent's is used. At interpreter exit each live
 instance of this process closes with its bounded ``exit_timeout``: a final flush that
 never hangs; what is not delivered stays in the store.
 """
@@ -11,8 +14,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import threading
 import weakref
 from typing import Protocol
+
+from minlog import forking
 
 __all__ = ["Managed", "forget", "register"]
 
@@ -27,12 +33,19 @@ class Managed(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    def fork_locks(self) -> list[threading.Lock | threading.RLock]:
+        """The locks to hold across a fork, in the order to take them (none may be taken
+        while another of them is held elsewhere in the code)."""
+        ...
+
     def after_fork(self) -> None: ...
 
     def close(self, timeout: float | None = None) -> bool: ...
 
 
 _live: weakref.WeakSet[Managed] = weakref.WeakSet()
+#: The locks taken before the fork under way, in the order they were taken.
+_held: list[threading.Lock | threading.RLock] = []
 
 
 def register(instance: Managed) -> None:
@@ -43,7 +56,22 @@ def forget(instance: Managed) -> None:
     _live.discard(instance)
 
 
+def _hold_locks() -> None:
+    pid = os.getpid()
+    for instance in list(_live):
+        if not instance.closed and instance.owner_pid == pid:
+            for lock in instance.fork_locks():
+                lock.acquire()
+                _held.append(lock)
+
+
+def _let_go() -> None:
+    while _held:
+        _held.pop().release()
+
+
 def _after_fork_in_child() -> None:
+    _let_go()
     for instance in list(_live):
         if not instance.closed:
             instance.after_fork()
@@ -57,5 +85,6 @@ def _close_all_at_exit() -> None:
                 instance.close(timeout=instance.exit_timeout)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forking.at_fork(before=_hold_locks, after_in_parent=_let_go,
+                after_in_child=_after_fork_in_child)
 atexit.register(_close_all_at_exit)

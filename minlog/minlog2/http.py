@@ -174,9 +174,11 @@ class Minlog2Transport:
         return httpx.Client(timeout=self._timeout, verify=self._ssl, follow_redirects=False)
 
     def after_fork(self) -> None:
-        """In a forked child: a fresh connection pool (never the parent's sockets)."""
+        """In a forked child: a fresh connection pool (never the parent's sockets) and a
+        card cache lock of its own."""
         forking.abandon(self._client)
         self._client = self._make_client()
+        self.cards.after_fork()
 
     # ------------------------------------------------------------------ the card
 

@@ -613,3 +613,8 @@ class CardCache:
     def invalidate(self) -> None:
         with self._lock:
             self._card = None
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock of its own (a thread of the parent may have held the
+        parent's, fetching a card, at the moment of the fork)."""
+        self._lock = threading.Lock()

@@ -67,5 +67,9 @@ class MemoryTransport:
             self.count += len(kept)
             return BatchResult(tuple(failed), len(kept))
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock of its own (the child keeps what was received)."""
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         self.closed = True

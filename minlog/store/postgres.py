@@ -113,12 +113,13 @@ class PostgresStore:
 
     def _make_pool(self) -> ConnectionPool:
         try:
-            pool = ConnectionPool(
-                self.url, min_size=self._sizes[0], max_size=self._sizes[1], open=False,
-                kwargs={"connect_timeout": int(self._timeout)}, timeout=self._timeout,
-                name="minlog",
-            )
-            pool.open(wait=True, timeout=self._timeout)
+            with forking.passage():
+                pool = ConnectionPool(
+                    self.url, min_size=self._sizes[0], max_size=self._sizes[1],
+                    open=False, kwargs={"connect_timeout": int(self._timeout)},
+                    timeout=self._timeout, name="minlog",
+                )
+                pool.open(wait=True, timeout=self._timeout)
         except (psycopg.Error, Exception) as e:
             raise StoreError(f"cannot connect to PostgreSQL: {type(e).__name__}: {e}") from e
         return pool
@@ -145,7 +146,7 @@ class PostgresStore:
             raise StoreError("the store is closed")
         for attempt in (1, 2):
             try:
-                with self._pool.connection() as conn, conn.transaction():
+                with forking.passage(), self._pool.connection() as conn, conn.transaction():
                     return fn(conn)
             except psycopg.errors.CheckViolation as e:
                 if lost_partition:  # the only CHECK here is partition routing
@@ -218,7 +219,7 @@ class PostgresStore:
         advisory lock), so that one process at a time creates or drops partitions."""
         if self._closed:
             raise StoreError("the store is closed")
-        with self._pool.connection() as conn:
+        with forking.passage(), self._pool.connection() as conn:
             conn.autocommit = True
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [self._ddl_lock()])
             try:
@@ -453,11 +454,12 @@ class PostgresStore:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._pool.close()
+            with forking.passage():
+                self._pool.close()
 
     def drop_schema(self) -> None:
         """Remove the whole schema and its data (for tests and decommissioning)."""
-        with self._pool.connection() as conn:
+        with forking.passage(), self._pool.connection() as conn:
             conn.autocommit = True
             conn.execute(self._q("DROP SCHEMA IF EXISTS {s} CASCADE"))
 

@@ -106,7 +106,7 @@ class SQLiteStore:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction; any error rolls back and becomes `StoreError`."""
-        with self._lock:
+        with forking.passage(), self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
             conn = self._conn
@@ -125,7 +125,7 @@ class SQLiteStore:
                 raise
 
     def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        with self._lock:
+        with forking.passage(), self._lock:
             if self._closed:
                 raise StoreError("the store is closed")
             try:
@@ -134,12 +134,13 @@ class SQLiteStore:
                 raise StoreError(f"SQLite store: {e}") from e
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        return conn
+        with forking.passage():
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            return conn
 
     def _release_orphans(self) -> None:
         """Return entries leased by processes of this host that are gone to pending."""
@@ -329,7 +330,7 @@ class SQLiteStore:
         return None if row is None else bytes(row[0])
 
     def close(self) -> None:
-        with self._lock:
+        with forking.passage(), self._lock:
             if not self._closed:
                 self._closed = True
                 with contextlib.suppress(sqlite3.Error):
