@@ -116,6 +116,22 @@ def official() -> Any:
     return OfficialSchemas(require_reference())
 
 
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """Run the ``minlog`` command in this process: its exit status, output and errors."""
+    import io
+    import sys
+
+    from minlog.cli import main as cli
+
+    out, err = io.StringIO(), io.StringIO()
+    old, sys.stderr = sys.stderr, err
+    try:
+        status = cli.main(list(argv), out=out)
+    finally:
+        sys.stderr = old
+    return status, out.getvalue(), err.getvalue()
+
+
 def require_xmlsec() -> str:
     """The xmlsec1 program; skip without it, or fail (in CI: MINLOG_REQUIRE_XMLSEC=1)."""
     import shutil

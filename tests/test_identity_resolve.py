@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_cli
 
 from minlog import (
     Access,
@@ -27,7 +28,6 @@ from minlog import (
     MinLog,
     Organisation,
 )
-from minlog.cli import main as cli
 from minlog.core.clock import FixedClock
 from minlog.core.days import COPENHAGEN
 from minlog.identity.codes import check_verdict, readings
@@ -166,14 +166,7 @@ def store(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     return db, tmp_path / "k", shown
 
 
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old, sys.stderr = sys.stderr, err
-    try:
-        status = cli.main(list(argv), out=out)
-    finally:
-        sys.stderr = old
-    return status, out.getvalue(), err.getvalue()
+run = run_cli
 
 
 class TestResolveCommand:

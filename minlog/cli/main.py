@@ -2,6 +2,8 @@
 
 Every command has ``--help``. Commands that open a store take its path (or a
 ``postgresql://`` URL) and ``--key`` (the key file; default ``<store>.key`` for SQLite).
+They act on an existing store only: none makes a store or a key file, and the commands
+that inspect (``status``, ``dead-letters``, ``resolve``, ``codes``) open it read-only.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from minlog.cli.identity import add_commands as add_identity_commands
+from minlog.cli.keys import add_commands as add_key_commands
 from minlog.client.facade import MinLog
 from minlog.errors import DeliveryError, MinlogError, TransientDeliveryError
 from minlog.minlog2 import BatchResult
 from minlog.minlog2.registration import Registration
+from minlog.store import is_postgres_url
 
 __all__ = ["main"]
 
@@ -33,9 +37,22 @@ class _NoTransport:
         pass
 
 
-def _open_for_ops(args: argparse.Namespace) -> MinLog:
+def store_options(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
+    """The store options of a command: ``--schema`` for a PostgreSQL store, and
+    ``options``."""
+    if getattr(args, "schema", None) is not None and is_postgres_url(args.store):
+        options["schema"] = args.schema
+    return options
+
+
+def _open_for_ops(args: argparse.Namespace, *, writes: bool = False) -> MinLog:
+    """An existing store for an operator's command: it makes neither a store nor a key
+    file, and opens the store read-only unless the command ``writes``."""
+    options = store_options(args) if writes else store_options(args, read_only=True)
+    # The least memory and horizon: the store's own horizon (its largest) stays as it is.
     return MinLog.open(args.store, transport=_NoTransport(), system_name="minlog-cli",
-                       key=args.key, start_worker=False, exit_timeout=0.0)
+                       key=args.key, start_worker=False, exit_timeout=0.0, create=False,
+                       store_options=options, hot_days=1, horizon_days=1, late_days=0)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -86,18 +103,45 @@ def cmd_redrive(args: argparse.Namespace, out: TextIO) -> int:
     if not args.ids and not args.all:
         out.write("give dead-letter ids, or --all\n")
         return 2
-    with _open_for_ops(args) as log:
+    with _open_for_ops(args, writes=True) as log:
         n = log.redrive(None if args.all else args.ids)
     out.write(f"{n} dead letters returned to the outbox\n")
     return 0
 
 
 def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
-    """Forget seen-set days older than the retention window (the outbox is kept)."""
-    with _open_for_ops(args) as log:
-        n = log.store.prune(log.today() - args.keep_days + 1)
+    """Forget the seen-set days before the last --keep-days days (default: the store's
+    dedup horizon, as the daily upkeep does; the outbox and dead letters are kept).
+    Purging days inside the horizon needs --force: an access of a forgotten day that is
+    recorded again is logged again. Exit status: 0 purged, 1 refused."""
+    with _open_for_ops(args, writes=True) as log:
+        horizon, today = log.horizon_days, log.today()
+        keep = horizon if args.keep_days is None else args.keep_days
+        if keep < horizon:
+            first, last = (_dt.date.fromordinal(d).isoformat()
+                           for d in (today - horizon + 1, today - keep))
+            out.write(f"--keep-days {keep} forgets the seen-set days {first} to {last}, "
+                      f"inside the store's dedup horizon of {horizon} days: an access of "
+                      "those days that is recorded again is accepted again and logged "
+                      "again (a duplicate in the citizen's log; instances running now "
+                      "still know the days they hold in memory).\n")
+            if not args.force:
+                out.write("Nothing was purged. To purge anyway, add --force.\n")
+                return 1
+        n = log.store.prune(today - keep + 1)
     out.write(f"{n:,} seen-set keys forgotten\n")
     return 0
+
+
+def _days(text: str) -> int:
+    """A positive number of days (argparse type)."""
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number of days") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (today)")
+    return days
 
 
 def cmd_drain(args: argparse.Namespace, out: TextIO) -> int:
@@ -106,8 +150,9 @@ def cmd_drain(args: argparse.Namespace, out: TextIO) -> int:
 
     transport = transport_from_toml(args.config)
     with MinLog.open(args.store, transport=transport, system_name="minlog-cli", key=args.key,
-                     start_worker=False, exit_timeout=0.0,
-                     batch_size=args.batch_size) as log:
+                     start_worker=False, exit_timeout=0.0, create=False,
+                     store_options=store_options(args), batch_size=args.batch_size,
+                     hot_days=1, horizon_days=1, late_days=0) as log:
         done = log.flush(timeout=args.timeout)
         s = log.stats()
     out.write(f"delivered {s.delivered:,}; pending {s.pending:,}, in flight {s.in_flight:,}, "
@@ -144,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("store", help="SQLite file path or postgresql:// URL")
         p.add_argument("--key", default=None,
                        help="key file (default: <store>.key beside a SQLite file)")
+        p.add_argument("--schema", default=None,
+                       help="the PostgreSQL schema of the store (default minlog)")
         return p
 
     status = store_parser("status", "show pending, in flight and dead counts", cmd_status.__doc__)
@@ -160,8 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.set_defaults(func=cmd_redrive)
 
     purge = store_parser("purge", "forget old seen-set days", cmd_purge.__doc__)
-    purge.add_argument("--keep-days", type=int, default=3,
-                       help="days to keep, today included (default 3)")
+    purge.add_argument("--keep-days", type=_days, default=None,
+                       help="days to keep, today included (default: the store's dedup "
+                            "horizon)")
+    purge.add_argument("--force", action="store_true",
+                       help="purge even inside the dedup horizon (see above: it costs)")
     purge.set_defaults(func=cmd_purge)
 
     drain = store_parser("drain", "deliver the outbox now, in the foreground",
@@ -175,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     drain.set_defaults(func=cmd_drain)
 
     add_identity_commands(store_parser)  # resolve, codes
+    add_key_commands(store_parser)  # rekey
     return parser
 
 

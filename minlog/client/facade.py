@@ -25,10 +25,10 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypedDict, Unpack
 
+from minlog.client import keying as _keying
 from minlog.client import lifecycle as _lifecycle
 from minlog.client.commit import GroupCommit
 from minlog.client.stats import DeadLetterInfo, Stats
@@ -49,11 +49,10 @@ from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.delivery.worker import Worker
 from minlog.errors import ConfigurationError, ValidationError
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
-from minlog.keyfile import load_or_create_key
 from minlog.minlog2 import entry as _entry
 from minlog.minlog2.registration import SCHEMA_VERSIONS, Registration, check_access
 from minlog.minlog2.transport import Transport
-from minlog.store import NewEntry, OutboxEntry, Store, is_postgres_url, open_store
+from minlog.store import NewEntry, OutboxEntry, Store, open_store
 
 __all__ = ["MinLog", "Options"]
 
@@ -163,6 +162,7 @@ class MinLog:
         self.exit_timeout = exit_timeout
         self._clock = clock
         keys = Keys(master_key)
+        _keying.bind(store, master_key)
         self._sealer = Sealer(keys.seal)
         if identity is None:
             identity = IdentityPolicy()
@@ -225,27 +225,27 @@ class MinLog:
         identity: IdentityPolicy | IdentityFormatter | None = None,
         key: bytes | str | os.PathLike[str] | None = None,
         store_options: dict[str, Any] | None = None,
+        create: bool = True,
         **options: Unpack[Options],
     ) -> MinLog:
         """Open (creating when needed) the store at ``target`` and start delivering.
 
         ``target`` is a SQLite file path, a ``postgresql://`` URL, or a `Store`. ``key`` is
-        the master secret: 32 bytes, or the path of a key file (created, mode 0600, when
-        missing). For a SQLite file the default is ``<file>.key`` beside it; a PostgreSQL
-        store needs it given, so that every host uses the same secret. ``options`` are the
-        keyword options of `MinLog` (`Options`).
+        the master secret: 32 bytes, or the path of a key file. For a SQLite file the
+        default is ``<file>.key`` beside it; a PostgreSQL store needs it given, so that
+        every host uses the same secret. The store records the fingerprint of its key: a
+        different key is a `ConfigurationError`, and a missing key file is made (mode
+        0600) only for a store that holds nothing yet (`minlog.client.keying`).
+        ``create=False`` makes neither a store nor a key file (for tools). ``options``
+        are the keyword options of `MinLog` (`Options`).
         """
-        if isinstance(key, bytes):
-            master = key
-        elif key is not None:
-            master = load_or_create_key(key)
-        elif isinstance(target, str | os.PathLike) and not is_postgres_url(target):
-            master = load_or_create_key(Path(os.fspath(target) + ".key"))
-        else:
-            raise ConfigurationError(
-                "key: give the master secret (bytes or a key file path) for this store")
-        store = open_store(target, **(store_options or {}))
+        _keying.key_path(target, key)  # a PostgreSQL store without a key: refused at once
+        store_options = dict(store_options or {})
+        if not create and isinstance(target, str | os.PathLike):
+            store_options.setdefault("create", False)
+        store = open_store(target, **store_options)
         try:
+            master, _ = _keying.master_key(store, target, key, create=create)
             return cls(store, transport, system_name=system_name, master_key=master,
                        identity=identity, **options)
         except BaseException:

@@ -2,8 +2,9 @@
 
 One 32-byte master secret per installation (see `minlog.keyfile`). From it we derive, with
 keyed BLAKE2b and a distinct personalisation each, the dedup-key secret, the sealing key
-that encrypts outbox payloads at rest (AES-256-GCM), and the subject key that names
-employees in the alias registry.
+that encrypts outbox payloads at rest (AES-256-GCM), the subject key that names
+employees in the alias registry, and the key's fingerprint: 16 bytes a store records to
+know its key again (it reveals nothing of the key or of the keys derived from it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from minlog.errors import ConfigurationError, StoreError
 
-__all__ = ["Keys", "Sealer"]
+__all__ = ["Keys", "Sealer", "key_id"]
 
 _VERSION: Final = b"\x01"
 
@@ -31,7 +32,7 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
 class Keys:
     """The keys derived from the master secret."""
 
-    __slots__ = ("dedup", "seal", "subject")
+    __slots__ = ("dedup", "fingerprint", "seal", "subject")
 
     def __init__(self, master: bytes) -> None:
         if not isinstance(master, bytes) or len(master) != 32:
@@ -39,6 +40,13 @@ class Keys:
         self.dedup = _derive(master, b"minlog-dedup")
         self.seal = _derive(master, b"minlog-seal")
         self.subject = _derive(master, b"minlog-subject")
+        self.fingerprint = _derive(master, b"minlog-key-id")[:16]
+
+
+def key_id(fingerprint: bytes) -> str:
+    """How operators see a key's fingerprint: its first 8 bytes as hex (``minlog`` prints
+    it, so that the right key file among backups can be told)."""
+    return fingerprint[:8].hex()
 
 
 class Sealer:

@@ -12,7 +12,13 @@ A store knows nothing of CPR numbers, names, XML or the ledger's memory. It hold
 * **dead letters**: outbox entries the receiver refused for good, with code and text;
 * **aliases**: codes issued by identity formatters, per scope, resolvable to a sealed id;
 * **settings** every instance on the store must agree on: the dedup horizon (the largest
-  any instance asked for; no day inside it is ever pruned).
+  any instance asked for; no day inside it is ever pruned) and the fingerprint of the
+  master key the store belongs to (`minlog.core.sealing.Keys.fingerprint`: it tells the
+  key again without revealing it).
+
+A store opened read-only (``read_only=True``, for tools that inspect) answers what is
+recorded and records nothing: settings are not raised or recorded, and the methods that
+write raise `StoreError`.
 
 All times are POSIX seconds passed in by the caller (the clock is the caller's). Every
 method completes or raises `StoreError`; `append` is ONE transaction.
@@ -103,6 +109,19 @@ class Store(Protocol):
     def horizon_days(self, at_least: int) -> int:
         """The dedup horizon of this store: the largest ever asked for, raised to
         ``at_least`` first (and kept). Pruning inside it is an operator's explicit act."""
+        ...
+
+    def key_fingerprint(self, record: bytes | None = None, *,
+                        replace: bool = False) -> bytes | None:
+        """The fingerprint of the master key this store belongs to, or None when none is
+        recorded (a store made before fingerprints). With ``record``: first record it when
+        none is recorded, or in place of the one recorded with ``replace`` (an operator's
+        rekey), in one transaction; returns what is recorded then."""
+        ...
+
+    def holds_data(self) -> bool:
+        """Whether anything here depends on the master key: a seen-set key, an outbox
+        entry, a dead letter or an identity code."""
         ...
 
     def prepare(self, today: int) -> None:

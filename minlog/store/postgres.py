@@ -43,7 +43,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _T = TypeVar("_T")
 
@@ -69,6 +69,12 @@ _MIGRATIONS: Final[dict[int, list[str]]] = {
         "ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT ''",
         "ALTER TABLE {s}.dead ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT ''",
     ],
+    # 3: settings that are bytes (the master key's fingerprint); the owners of leased
+    # entries found without reading the whole outbox (taking back a dead host's leases).
+    3: [
+        "ALTER TABLE {s}.meta ADD COLUMN IF NOT EXISTS data bytea",
+        "CREATE INDEX IF NOT EXISTS outbox_leased ON {s}.outbox (owner) WHERE state = 1",
+    ],
 }
 
 
@@ -88,6 +94,8 @@ class PostgresStore:
         max_size: int = 4,
         partitions_ahead: int = 3,
         connect_timeout: float = 10.0,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         if not _IDENT.fullmatch(schema):
             raise ConfigurationError(
@@ -104,9 +112,10 @@ class PostgresStore:
         self._partitions: set[int] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self.read_only = read_only
         self._pool = self._make_pool()
         try:
-            self._migrate()
+            self._migrate(create=create and not read_only)
         except BaseException:
             self._pool.close()
             raise
@@ -116,13 +125,19 @@ class PostgresStore:
             with forking.passage():
                 pool = ConnectionPool(
                     self.url, min_size=self._sizes[0], max_size=self._sizes[1],
-                    open=False, kwargs={"connect_timeout": int(self._timeout)},
+                    open=False, kwargs=self._connect_options(),
                     timeout=self._timeout, name="minlog",
                 )
                 pool.open(wait=True, timeout=self._timeout)
         except (psycopg.Error, Exception) as e:
             raise StoreError(f"cannot connect to PostgreSQL: {type(e).__name__}: {e}") from e
         return pool
+
+    def _connect_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"connect_timeout": int(self._timeout)}
+        if self.read_only:
+            options["options"] = "-c default_transaction_read_only=on"
+        return options
 
     def after_fork(self) -> None:
         """In a forked child: a fresh pool (the parent's connections are never touched)."""
@@ -164,7 +179,34 @@ class PostgresStore:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _migrate(self) -> None:
+    def _version(self, conn: psycopg.Connection[Any]) -> int:
+        """The schema's version: 0 when it holds no minlog store."""
+        found = conn.execute("SELECT to_regclass(%s)", [f"{self.schema}.meta"]).fetchone()
+        if found is None or found[0] is None:
+            return 0
+        row = conn.execute(self._q(
+            "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self, *, create: bool) -> None:
+        def look(conn: psycopg.Connection[Any]) -> None:
+            current = self._version(conn)
+            if current == 0:
+                raise StoreError(f"the PostgreSQL schema {self.schema} holds no minlog store "
+                                 f"(check the URL and the schema)")
+            if current != SCHEMA_VERSION and self.read_only:
+                raise ConfigurationError(
+                    f"schema {self.schema} has version {current}, this minlog "
+                    f"{SCHEMA_VERSION}: open it once with this minlog (the application) "
+                    f"to migrate it" if current < SCHEMA_VERSION else
+                    f"schema {self.schema} has version {current}; this minlog knows up "
+                    f"to {SCHEMA_VERSION}: upgrade minlog")
+
+        if not create:
+            self._run(look)
+            if self.read_only:
+                return
+
         def step(conn: psycopg.Connection[Any]) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"minlog:{self.schema}"])
             conn.execute(self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
@@ -336,7 +378,38 @@ class PostgresStore:
             assert row is not None
             return int(row[0])
 
+        if self.read_only:
+            row = self._run(lambda c: c.execute(self._q(
+                "SELECT value FROM {s}.meta WHERE name = 'horizon_days'")).fetchone(),
+                retry=True)
+            return 0 if row is None else int(row[0])
         return self._run(step)
+
+    def key_fingerprint(self, record: bytes | None = None, *,
+                        replace: bool = False) -> bytes | None:
+        read = self._q("SELECT data FROM {s}.meta WHERE name = 'key_fingerprint'")
+
+        def look(conn: psycopg.Connection[Any]) -> bytes | None:
+            row = conn.execute(read).fetchone()
+            return None if row is None or row[0] is None else bytes(row[0])
+
+        def step(conn: psycopg.Connection[Any]) -> bytes | None:
+            conn.execute(self._q(
+                "INSERT INTO {s}.meta (name, data) VALUES ('key_fingerprint', %s) "
+                "ON CONFLICT (name) DO " + ("UPDATE SET data = excluded.data" if replace
+                                            else "NOTHING")), [record])
+            return look(conn)
+
+        if record is None or self.read_only:
+            return self._run(look, retry=True)
+        return self._run(step)
+
+    def holds_data(self) -> bool:
+        row = self._run(lambda c: c.execute(self._q(
+            "SELECT EXISTS (SELECT 1 FROM {s}.seen) OR EXISTS (SELECT 1 FROM {s}.outbox) "
+            "OR EXISTS (SELECT 1 FROM {s}.dead) OR EXISTS (SELECT 1 FROM {s}.aliases)")
+        ).fetchone(), retry=True)
+        return bool(row and row[0])
 
     def keys_of(self, day: int) -> set[bytes]:
         return self._run(lambda c: {bytes(r[0]) for r in c.execute(

@@ -26,14 +26,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import sqlite_utils
 
 from minlog import forking
 from minlog.errors import ConfigurationError, StoreError
 from minlog.store.base import DeadLetter, Lease, NewEntry, OutboxEntry, StoreCounts
-from minlog.store.sqlite_schema import SCHEMA_VERSION, migrate
+from minlog.store.sqlite_schema import SCHEMA_VERSION, check, migrate, version
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -65,7 +65,9 @@ class SQLiteStore:
 
     ``synchronous`` is SQLite's setting: ``"NORMAL"`` (default) survives a crash of the
     process (kill -9); ``"FULL"`` also survives a power loss, at a cost per commit.
-    ``create=False`` refuses to make a file that does not exist (for tools that inspect).
+    ``create=False`` refuses a file that does not exist or holds no minlog store (for
+    operators' tools); ``read_only=True`` (which implies it) opens the file read-only: it
+    is neither migrated nor changed (for tools that inspect).
     """
 
     def __init__(
@@ -75,18 +77,21 @@ class SQLiteStore:
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ConfigurationError("synchronous must be NORMAL, FULL or EXTRA")
         self.path = Path(path)
+        self.read_only = read_only
         self._lock = threading.RLock()
         self._leases = itertools.count(1)
         self._pid = os.getpid()
         self._closed = False
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous.upper()
+        create = create and not read_only
         if not create and not self.path.is_file():
-            raise StoreError(f"there is no SQLite store at {self.path}")
+            raise StoreError(f"there is no SQLite store at {self.path} (check the path)")
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,11 +100,21 @@ class SQLiteStore:
                     os.close(fd)
                     os.chmod(f"{self.path}{suffix}", 0o600)
             self._conn = self._connect()
+            if read_only:
+                self._read(lambda c: check(sqlite_utils.Database(c), str(self.path)))
+                return
+            if not create and not self._read(lambda c: version(sqlite_utils.Database(c))):
+                raise StoreError(f"{self.path} holds no minlog store (check the path)")
+            self._read(lambda c: c.execute("PRAGMA journal_mode = WAL"))
             with self._tx() as conn:
                 migrate(sqlite_utils.Database(conn), str(self.path))
             self._release_orphans()
         except (sqlite3.Error, OSError) as e:
+            self.close()
             raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
 
@@ -135,11 +150,16 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         with forking.passage():
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
-                                   isolation_level=None, check_same_thread=False)
+            if self.read_only:
+                conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True,
+                                       timeout=self._busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, timeout=self._busy_timeout,
+                                       isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if not self.read_only:  # (the file's journal mode is WAL: set when opened)
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             return conn
 
     def _release_orphans(self) -> None:
@@ -211,15 +231,45 @@ class SQLiteStore:
         return self._read(lambda c: {bytes(r[0]) for r in c.execute(
             "SELECT key FROM seen WHERE day = ?", [day])})
 
+    @staticmethod
+    def _setting(conn: sqlite3.Connection, name: str) -> Any:
+        """A row of ``_meta`` (an int or a text), or None."""
+        row = conn.execute("SELECT value FROM _meta WHERE name = ?", [name]).fetchone()
+        return None if row is None else row[0]
+
     def horizon_days(self, at_least: int) -> int:
+        current = self._read(lambda c: self._setting(c, "horizon_days"))
+        if self.read_only or (current is not None and int(current) >= at_least):
+            return 0 if current is None else int(current)
         with self._tx() as conn:
-            row = conn.execute("SELECT value FROM _meta WHERE name = 'horizon_days'").fetchone()
-            current = 0 if row is None else int(row[0])
-            if at_least > current:
+            row = self._setting(conn, "horizon_days")
+            now = 0 if row is None else int(row)
+            if at_least > now:
                 conn.execute("INSERT OR REPLACE INTO _meta (name, value) "
                              "VALUES ('horizon_days', ?)", [at_least])
-                current = at_least
+                now = at_least
+        return now
+
+    def key_fingerprint(self, record: bytes | None = None, *,
+                        replace: bool = False) -> bytes | None:
+        def recorded(conn: sqlite3.Connection) -> bytes | None:
+            value = self._setting(conn, "key_fingerprint")
+            return None if value is None else bytes.fromhex(str(value))
+
+        if record is None or self.read_only:
+            return self._read(recorded)
+        with self._tx() as conn:
+            current = recorded(conn)
+            if current is None or (replace and current != record):
+                conn.execute("INSERT OR REPLACE INTO _meta (name, value) "
+                             "VALUES ('key_fingerprint', ?)", [record.hex()])
+                current = record
         return current
+
+    def holds_data(self) -> bool:
+        return bool(self._read(lambda c: c.execute(
+            "SELECT EXISTS (SELECT 1 FROM seen) OR EXISTS (SELECT 1 FROM outbox) "
+            "OR EXISTS (SELECT 1 FROM dead) OR EXISTS (SELECT 1 FROM aliases)").fetchone()[0]))
 
     def prepare(self, today: int) -> None:
         """Nothing to prepare: SQLite's seen-set is one table."""
@@ -333,8 +383,10 @@ class SQLiteStore:
         with forking.passage(), self._lock:
             if not self._closed:
                 self._closed = True
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.close()
+                conn: sqlite3.Connection | None = getattr(self, "_conn", None)
+                if conn is not None:  # None when opening failed before it connected
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.close()
 
     # ------------------------------------------------------------------ aliases (identity)
 

@@ -1,8 +1,11 @@
 """The SQLite store's schema, created and migrated with sqlite-utils.
 
-``_meta`` holds the file's ``schema_version`` (and the store's settings, such as the dedup
-horizon); `migrate` brings a file up to `SCHEMA_VERSION` one step at a time, inside the
-caller's transaction, and refuses a file made by a newer minlog.
+``_meta`` holds the file's ``schema_version`` and the store's settings: the dedup horizon
+(``horizon_days``) and the fingerprint of its master key (``key_fingerprint``, hex; rows
+that a file of this version may lack until it is next opened with a key). `migrate`
+brings a file up to `SCHEMA_VERSION` one step at a time, inside the caller's
+transaction, and refuses a file made by a newer minlog; `check` is what a read-only
+opening does instead.
 
 Version 2 (this one):
 
@@ -31,9 +34,9 @@ from typing import Any, Final
 
 import sqlite_utils
 
-from minlog.errors import ConfigurationError
+from minlog.errors import ConfigurationError, StoreError
 
-__all__ = ["SCHEMA_VERSION", "migrate"]
+__all__ = ["SCHEMA_VERSION", "check", "migrate", "version"]
 
 SCHEMA_VERSION: Final = 2
 
@@ -93,20 +96,45 @@ def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
 _STEPS: Final[dict[int, Callable[[sqlite_utils.Database], None]]] = {2: _migrate_1_to_2}
 
 
-def migrate(db: sqlite_utils.Database, name: str) -> None:
-    """Bring the file behind ``db`` (called ``name`` in errors) to `SCHEMA_VERSION`."""
-    db.execute("CREATE TABLE IF NOT EXISTS _meta (name TEXT PRIMARY KEY, value)")
+def version(db: sqlite_utils.Database) -> int:
+    """The schema version of the file behind ``db``: 0 when it holds no minlog store."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_meta'"
+                      ).fetchone():
+        return 0
     row = db.execute("SELECT value FROM _meta WHERE name = 'schema_version'").fetchone()
-    current = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
+
+
+def check(db: sqlite_utils.Database, name: str) -> None:
+    """Refuse a file that holds no minlog store of exactly `SCHEMA_VERSION` (for a store
+    opened read-only, which cannot migrate)."""
+    current = version(db)
+    if current == 0:
+        raise StoreError(f"{name} holds no minlog store")
+    _too_new(current, name)
+    if current < SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"{name} has schema version {current}: open it once with this minlog (the "
+            f"application, or a command that writes, such as minlog drain) to migrate it")
+
+
+def _too_new(current: int, name: str) -> None:
     if current > SCHEMA_VERSION:
         raise ConfigurationError(
             f"{name} has schema version {current}; this minlog knows up to "
             f"{SCHEMA_VERSION}: upgrade minlog")
+
+
+def migrate(db: sqlite_utils.Database, name: str) -> None:
+    """Bring the file behind ``db`` (called ``name`` in errors) to `SCHEMA_VERSION`."""
+    db.execute("CREATE TABLE IF NOT EXISTS _meta (name TEXT PRIMARY KEY, value)")
+    current = version(db)
+    _too_new(current, name)
     if current == 0:  # a new file goes straight to the current version
         _create_2(db)
     else:
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            _STEPS[version](db)
+        for step in range(current + 1, SCHEMA_VERSION + 1):
+            _STEPS[step](db)
     db.execute("INSERT OR REPLACE INTO _meta (name, value) VALUES ('schema_version', ?)",
                [SCHEMA_VERSION])
 
