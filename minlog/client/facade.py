@@ -18,6 +18,7 @@ and a fresh worker) and at interpreter exit (a bounded final flush, never a hang
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import itertools
@@ -464,6 +465,8 @@ class MinLog:
             # Let the calls already past their checks finish their transaction.
             self._idle.wait_for(lambda: not self._accepting, left())
         self._worker.stop(left())
+        with contextlib.suppress(Exception):  # a last try; what is left, a new instance
+            self._deliverer.settle_owed()     # takes back (`minlog.store.owners`)
         self.transport.close()
         self.store.close()
         _lifecycle.forget(self)
@@ -559,7 +562,7 @@ class MinLog:
             hook = getattr(part, "after_fork", None)
             if hook is not None:
                 hook()
-        self._deliverer.lock = threading.Lock()
+        self._deliverer.after_fork()
         self._worker = Worker(self._deliverer, poll=self._poll, threads=self._threads,
                               on_step=self._after_step)
 

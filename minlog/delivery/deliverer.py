@@ -18,6 +18,11 @@ An entry whose fate the receiver leaves unknown (a failure that names no Sequenc
 or fewer entries added and failed than sent) is never acked: the entries it may be are
 sent again in halves until each one's fate is known. Nothing is ever dropped: an outbox
 reports and keeps. Only the lease that claimed an entry settles it.
+
+A settlement the store fails (an ack, retry or bury raising `StoreError`) is owed: it is
+tried again before the next claim, with a growing pause of at most `OWED_WAIT` seconds,
+so that a sent batch is neither left in flight until its lease runs out nor sent again
+while its acknowledgement is owed. Rounds never block on it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 import attrs
@@ -38,7 +44,8 @@ from minlog.minlog2 import entry as _entry
 from minlog.minlog2.transport import BatchResult, Transport
 from minlog.store.base import OutboxEntry, Store
 
-__all__ = ["BEYOND_RETENTION", "UNATTRIBUTED", "UNREADABLE", "Deliverer", "StepResult"]
+__all__ = ["BEYOND_RETENTION", "OWED_WAIT", "UNATTRIBUTED", "UNREADABLE", "Deliverer",
+           "StepResult"]
 
 log = logging.getLogger("minlog.delivery")
 
@@ -50,6 +57,8 @@ _DATE_TIME: Final = _entry.FIELDS.index("date_time")
 _TO_DATE_TIME: Final = _entry.FIELDS.index("to_date_time")
 _SEQUENCE: Final = _entry.FIELDS.index("sequence_number")
 _DAY: Final = 86400.0
+#: The longest a round waits before trying owed settlements again (seconds).
+OWED_WAIT: Final = 5.0
 
 #: Opens a leased entry: its stored fields (raises `StoreError` or `ValueError` when the
 #: payload cannot be opened).
@@ -120,6 +129,16 @@ class Deliverer:
         #: the entries of unknown fate again, in halves).
         self.unattributed = 0
         self.lock = threading.Lock()
+        #: Settlements the store failed, to be tried again (`settle_owed`).
+        self._owed: list[Callable[[], None]] = []
+        self._owed_failures = 0
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock of its own, and none of the parent's owed
+        settlements (they are the parent's to pay)."""
+        self.lock = threading.Lock()
+        self._owed = []
+        self._owed_failures = 0
 
     def rate_wait(self, now: float) -> float:
         if self.rate_limit is None:
@@ -138,8 +157,52 @@ class Deliverer:
             self.sent_at.append(now)
             return 0.0
 
+    def _settle_now(self, call: Callable[[], None]) -> None:
+        """Run one settlement (the ack, retry or bury of a lease's entries). When the
+        store fails it is owed: tried again before any new claim (`settle_owed`), so
+        that a sent batch is not left in flight until its lease runs out."""
+        try:
+            call()
+        except StoreError as exc:
+            self.last_error = f"StoreError: {exc}"
+            log.error("settling delivered entries failed; trying again: %s", exc)
+            with self.lock:
+                self._owed.append(call)
+
+    def _ack(self, lease: str, ids: list[int]) -> None:
+        self._settle_now(partial(self.store.ack, lease, ids))
+
+    def _retry(self, lease: str, ids: list[int], not_before: float) -> None:
+        self._settle_now(partial(self.store.retry, lease, ids, not_before))
+
+    def _bury(self, lease: str, failures: list[tuple[int, str, str]]) -> None:
+        self._settle_now(partial(self.store.bury, lease, failures, self.clock.time()))
+
+    def settle_owed(self) -> bool:
+        """Try the settlements the store failed again, in order. True when none is owed
+        any more (an owed settlement of a lease that ran out and was taken over settles
+        nothing: only the current lease settles an entry)."""
+        with self.lock:
+            owed, self._owed = self._owed, []
+        for i, call in enumerate(owed):
+            try:
+                call()
+            except StoreError as exc:
+                self.last_error = f"StoreError: {exc}"
+                with self.lock:
+                    self._owed[:0] = owed[i:]
+                    self._owed_failures += 1
+                return False
+        with self.lock:
+            self._owed_failures = 0
+        return True
+
     def step(self) -> StepResult:
-        """Claim one batch of due entries and settle every one of them."""
+        """Claim one batch of due entries and settle every one of them (first, any
+        settlements still owed: while the store fails them, nothing new is claimed and
+        the round asks to wait, up to `OWED_WAIT` seconds)."""
+        if self._owed and not self.settle_owed():
+            return StepResult(wait=min(OWED_WAIT, 0.1 * 2 ** min(self._owed_failures, 10)))
         now = self.clock.time()
         wait = self.rate_wait(self.clock.monotonic())
         if wait > 0:
@@ -165,7 +228,7 @@ class Deliverer:
                 continue
             ready.append((e, fields))
         if dead:
-            self.store.bury(lease.token, dead, self.clock.time())
+            self._bury(lease.token, dead)
             tally.dead += len(dead)
             log.warning("%d entries became dead letters before sending (%s)", len(dead),
                         ", ".join(sorted({code for _, code, _ in dead})))
@@ -180,7 +243,7 @@ class Deliverer:
         ids = [e.id for e, _ in batch]
         wait = self._reserve()
         if wait > 0:  # a split must respect the limit too: try the rest later
-            self.store.retry(lease, ids, self.clock.time() + wait)
+            self._retry(lease, ids, self.clock.time() + wait)
             tally.retried += len(ids)
             return
         tally.requests += 1
@@ -190,8 +253,7 @@ class Deliverer:
             self.last_error = f"request rejected: {exc}"
             if len(batch) == 1:
                 e = batch[0][0]
-                self.store.bury(lease, [(e.id, exc.code or "request-rejected", str(exc))],
-                                self.clock.time())
+                self._bury(lease, [(e.id, exc.code or "request-rejected", str(exc))])
                 tally.dead += 1
                 log.warning("dead letter %d: the receiver refused it (%s)", e.id, exc.code)
                 return
@@ -204,7 +266,7 @@ class Deliverer:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("delivery failed (attempt %d), retrying in %.1f s: %s",
                         attempts, delay, self.last_error)
-            self.store.retry(lease, ids, self.clock.time() + delay)
+            self._retry(lease, ids, self.clock.time() + delay)
             tally.retried += len(ids)
             return
         self._settle(lease, batch, result, tally)
@@ -228,14 +290,14 @@ class Deliverer:
         missing = 0 if result.number_added is None else max(0, len(rest) - result.number_added)
         unknown = max(len(unnamed) + excess, missing)
         if failed:
-            self.store.bury(lease, list(failed.values()), self.clock.time())
+            self._bury(lease, list(failed.values()))
             tally.dead += len(failed)
             first = next(iter(failed.values()))
             self.last_error = f"{len(failed)} entries refused, e.g. {first[1]}"
             log.warning("%d dead letters: the receiver refused them (e.g. %s)",
                         len(failed), first[1])
         if not unknown:
-            self.store.ack(lease, [e.id for e, _ in rest])
+            self._ack(lease, [e.id for e, _ in rest])
             tally.acked += len(rest)
             return
         # Some entry's fate is unknown: never ack it. One entry left: it is the one.
@@ -250,7 +312,7 @@ class Deliverer:
             code, text = ((unnamed[0].code, unnamed[0].text) if unnamed else
                           (UNATTRIBUTED, "counted as failed (or not added) by the receiver, "
                            "which named no entry"))
-            self.store.bury(lease, [(e.id, code, text)], self.clock.time())
+            self._bury(lease, [(e.id, code, text)])
             tally.dead += 1
             log.warning("dead letter %d: the receiver refused it without naming it (%s)",
                         e.id, code)

@@ -10,8 +10,10 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
   ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` decides newness, and the outbox rows of
   the new keys are inserted by the same statement (one transaction).
 * `claim` leases due entries with ``FOR UPDATE SKIP LOCKED`` under a fresh token
-  (``"<host>:<pid>:<n>"``): workers on several hosts never take the same entry; an expired
-  lease returns the entry to the pool, and only the current lease settles an entry.
+  (`minlog.store.owners`): workers on several hosts never take the same entry; an expired
+  lease returns the entry to the pool, and only the current lease settles an entry. Every
+  few seconds a claim also takes back the leases of owners of this host that are gone (a
+  killed process, a closed instance): their batches do not wait for the lease to run out.
 * The schema (configurable name) is created and migrated by the library under an advisory
   lock, versioned in ``meta``.
 * psycopg errors become `StoreError`s; read-only steps are retried once on a lost
@@ -21,8 +23,6 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 
 from minlog import forking
 from minlog.errors import ConfigurationError, StoreError
+from minlog.store import owners
 from minlog.store.base import DeadLetter, Lease, NewEntry, OutboxEntry, StoreCounts
 
 try:
@@ -107,8 +108,7 @@ class PostgresStore:
         self._s = sql.Identifier(schema)
         self._sizes = (min_size, max_size)
         self._timeout = connect_timeout
-        self._owner = f"{os.uname().nodename}:{os.getpid()}"
-        self._leases = itertools.count(1)
+        self._owner = owners.Owner()
         self._partitions: set[int] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -142,7 +142,7 @@ class PostgresStore:
     def after_fork(self) -> None:
         """In a forked child: a fresh pool (the parent's connections are never touched)."""
         self._lock = threading.Lock()
-        self._owner = f"{os.uname().nodename}:{os.getpid()}"
+        self._owner.renew()
         forking.abandon(self._pool)
         self._pool = self._make_pool()
 
@@ -426,19 +426,35 @@ class PostgresStore:
     # ------------------------------------------------------------------ delivery
 
     def claim(self, limit: int, lease_seconds: float, now: float) -> Lease:
-        token = f"{self._owner}:{next(self._leases)}"
+        token = self._owner.token()
         until = now + lease_seconds
+        reap = self._owner.reap_due(now)
         statement = self._q(
             "UPDATE {s}.outbox SET state = 1, due = %(until)s, owner = %(token)s, "
             "attempts = attempts + 1 WHERE id IN (SELECT id FROM {s}.outbox "
             "WHERE due <= %(now)s ORDER BY due, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
             "RETURNING id, key, payload, attempts, tenant")
-        rows = self._run(lambda c: c.execute(statement, {
-            "until": until, "token": token, "now": now, "limit": limit,
-        }).fetchall())
+        def step(conn: psycopg.Connection[Any]) -> list[Any]:
+            if reap:
+                self._reap(conn)
+            return conn.execute(statement, {
+                "until": until, "token": token, "now": now, "limit": limit}).fetchall()
+
+        rows = self._run(step)
         rows.sort(key=lambda r: r[0])
         return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
                                   for r in rows), until)
+
+    def _reap(self, conn: psycopg.Connection[Any]) -> None:
+        """Return entries leased by owners of this host that are gone
+        (`minlog.store.owners`) to pending, due at once; one check per owner."""
+        tokens = [str(r[0]) for r in conn.execute(self._q(
+            "SELECT DISTINCT owner FROM {s}.outbox WHERE state = 1 AND owner IS NOT NULL"))]
+        gone = owners.gone(tokens)
+        if gone:
+            conn.execute(self._q(
+                "UPDATE {s}.outbox SET state = 0, owner = NULL, due = accepted_at "
+                "WHERE state = 1 AND owner = ANY(%s)"), [gone])
 
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:
@@ -527,6 +543,7 @@ class PostgresStore:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._owner.close()
             with forking.passage():
                 self._pool.close()
 

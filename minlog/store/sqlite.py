@@ -8,10 +8,16 @@ A commit that fails is rolled back and raised as `StoreError`: nothing reported 
 accepted is ever missing.
 
 The outbox is one row per entry (see `minlog.store.sqlite_schema`). A claim leases due
-rows under a fresh token (``"<pid>:<n>"``); only the holder of an entry's current lease
-settles it, so a worker whose lease ran out cannot settle what another worker has since
-claimed, and a reused row id can never be settled by mistake. Entries leased by a process
-of this host that no longer runs are returned to pending when the store is opened.
+rows under a fresh token (`minlog.store.owners`); only the holder of an entry's current
+lease settles it, so a worker whose lease ran out cannot settle what another worker has
+since claimed, and a reused row id can never be settled by mistake. Entries leased by an
+owner that is gone (a process of this host that no longer runs, a closed instance of this
+process) are returned to pending when the store is opened, and by claims every few
+seconds: a killed sender's batch does not wait for its lease to run out.
+
+The WAL is kept small: SQLite cuts it back to `WAL_LIMIT` whenever it starts it over,
+and claims (delivery rounds, off the recording path) truncate it to nothing every
+`CHECKPOINT_EVERY` seconds, so a WAL grown by a burst gives its space back.
 
 The file (and its WAL and shared-memory files) has mode 0600; the schema is created and
 migrated with sqlite-utils (`minlog.store.sqlite_schema`).
@@ -20,7 +26,6 @@ migrated with sqlite-utils (`minlog.store.sqlite_schema`).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import sqlite3
 import threading
@@ -32,10 +37,11 @@ import sqlite_utils
 
 from minlog import forking
 from minlog.errors import ConfigurationError, StoreError
+from minlog.store import owners
 from minlog.store.base import DeadLetter, Lease, NewEntry, OutboxEntry, StoreCounts
 from minlog.store.sqlite_schema import SCHEMA_VERSION, check, migrate, version
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["CHECKPOINT_EVERY", "SCHEMA_VERSION", "WAL_LIMIT", "SQLiteStore"]
 
 _T = TypeVar("_T")
 
@@ -48,16 +54,10 @@ _OUTBOX: Final = ("INSERT INTO outbox (key, payload, tenant, state, attempts, du
 _LOOKUP: Final = 250
 #: Below this many entries, each is inserted on its own (``INSERT OR IGNORE``).
 _ONE_BY_ONE: Final = 16
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+#: The size the WAL file is cut back to whenever SQLite starts it over (bytes).
+WAL_LIMIT: Final = 4 * 2**20
+#: How often (seconds of the callers' clock) claims truncate the WAL to nothing.
+CHECKPOINT_EVERY: Final = 60.0
 
 
 class SQLiteStore:
@@ -84,8 +84,8 @@ class SQLiteStore:
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.RLock()
-        self._leases = itertools.count(1)
-        self._pid = os.getpid()
+        self._owner = owners.Owner()
+        self._checkpointed_at = float("-inf")
         self._closed = False
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous.upper()
@@ -108,7 +108,8 @@ class SQLiteStore:
             self._read(lambda c: c.execute("PRAGMA journal_mode = WAL"))
             with self._tx() as conn:
                 migrate(sqlite_utils.Database(conn), str(self.path))
-            self._release_orphans()
+            with self._tx() as conn:
+                self._reap(conn)
         except (sqlite3.Error, OSError) as e:
             self.close()
             raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
@@ -160,24 +161,43 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             if not self.read_only:  # (the file's journal mode is WAL: set when opened)
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             return conn
 
-    def _release_orphans(self) -> None:
-        """Return entries leased by processes of this host that are gone to pending."""
-        with self._tx() as conn:
-            owners = {str(r[0]).split(":", 1)[0] for r in conn.execute(
-                "SELECT DISTINCT owner FROM outbox WHERE state = 1 AND owner IS NOT NULL")}
-            gone = [o for o in owners if not (o.isdigit() and _pid_alive(int(o)))]
-            for pid in gone:
-                conn.execute("UPDATE outbox SET state = 0, owner = NULL, due = accepted_at "
-                             "WHERE state = 1 AND (owner = ? OR owner LIKE ?)",
-                             [pid, f"{pid}:%"])
+    def _reap(self, conn: sqlite3.Connection) -> None:
+        """Return entries leased by owners that are gone (`minlog.store.owners`) to
+        pending, due at once (oldest first). The distinct owners of leased entries come
+        from a partial index; one check per owner, not per entry."""
+        tokens = [str(r[0]) for r in conn.execute(
+            "SELECT DISTINCT owner FROM outbox WHERE state = 1 AND owner IS NOT NULL")]
+        for token in owners.gone(tokens):
+            conn.execute("UPDATE outbox SET state = 0, owner = NULL, due = accepted_at "
+                         "WHERE state = 1 AND owner = ?", [token])
+
+    def _checkpoint(self, now: float) -> None:
+        """Every `CHECKPOINT_EVERY` seconds (of ``now``): copy the WAL into the database
+        and truncate it to nothing (``wal_checkpoint(TRUNCATE)``), so that a WAL grown by
+        a burst gives its space back. Off the recording path (delivery rounds run it);
+        it waits for other writers at most briefly, and otherwise does what it can."""
+        if self.read_only or self._checkpointed_at <= now < (
+                self._checkpointed_at + CHECKPOINT_EVERY):
+            return
+        self._checkpointed_at = now
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("PRAGMA busy_timeout = 100")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+        self._read(run)
 
     def after_fork(self) -> None:
         """In a forked child: abandon the parent's connection (SQLite connections must not
         cross a fork; closing it here could disturb the parent) and open a fresh one."""
         self._lock = threading.RLock()
-        self._pid = os.getpid()
+        self._owner.renew()
         forking.abandon(self._conn)
         try:
             self._conn = self._connect()
@@ -280,18 +300,18 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def _token(self) -> str:
-        return f"{self._pid}:{next(self._leases)}"
-
     def claim(self, limit: int, lease_seconds: float, now: float) -> Lease:
-        token = self._token()
+        token = self._owner.token()
         until = now + lease_seconds
         with self._tx() as conn:
+            if self._owner.reap_due(now):
+                self._reap(conn)
             rows = conn.execute(
                 "UPDATE outbox SET state = 1, owner = ?, due = ?, attempts = attempts + 1 "
                 "WHERE id IN (SELECT id FROM outbox WHERE due <= ? ORDER BY due, id LIMIT ?) "
                 "RETURNING id, key, payload, attempts, tenant",
                 [token, until, now, limit]).fetchall()
+        self._checkpoint(now)
         rows.sort(key=lambda r: r[0])
         return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
                                   for r in rows), until)
@@ -383,6 +403,7 @@ class SQLiteStore:
         with forking.passage(), self._lock:
             if not self._closed:
                 self._closed = True
+                self._owner.close()
                 conn: sqlite3.Connection | None = getattr(self, "_conn", None)
                 if conn is not None:  # None when opening failed before it connected
                     with contextlib.suppress(sqlite3.Error):

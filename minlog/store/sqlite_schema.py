@@ -14,7 +14,8 @@ Version 2 (this one):
 * ``outbox``: one row per entry to deliver: its key (whose hex is the SequenceNumber),
   sealed payload, tenant, state (0 pending, 1 leased), lease ``owner`` token, attempts,
   ``due`` (when pending: when it may be sent; when leased: when the lease runs out) and
-  ``accepted_at``.
+  ``accepted_at``. Indexed by ``(due, id)`` and, for leased rows, by ``owner``
+  (``outbox_leased``, added to files of this version when they are opened).
 * ``dead``: dead letters, with the reason's code and text; ids of their own
   (``AUTOINCREMENT``: never reused, so an operator's id always means one letter).
 * ``aliases``: the identity codes issued per scope.
@@ -51,6 +52,7 @@ def _create_2(db: sqlite_utils.Database) -> None:
                            "accepted_at"},
         defaults={"tenant": "", "state": 0, "attempts": 0}, if_not_exists=True)
     db.table("outbox").create_index(["due", "id"], index_name="outbox_due", if_not_exists=True)
+    _ensure_2(db)
     # Dead letters have ids of their own, never reused (outbox row ids may be).
     db.execute("CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                "key BLOB NOT NULL, payload BLOB NOT NULL, attempts INTEGER NOT NULL, "
@@ -61,6 +63,12 @@ def _create_2(db: sqlite_utils.Database) -> None:
         pk=("scope", "code"), not_null={"subject", "sealed"}, if_not_exists=True)
     db.table("aliases").create_index(
         ["scope", "subject"], index_name="aliases_subject", unique=True, if_not_exists=True)
+
+
+def _ensure_2(db: sqlite_utils.Database) -> None:
+    """What version 2 gained later, without changing its meaning (a file with or without
+    it works the same): the owners of leased entries, indexed (only leased rows)."""
+    db.execute("CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (owner) WHERE state = 1")
 
 
 def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
@@ -135,6 +143,7 @@ def migrate(db: sqlite_utils.Database, name: str) -> None:
     else:
         for step in range(current + 1, SCHEMA_VERSION + 1):
             _STEPS[step](db)
+        _ensure_2(db)
     db.execute("INSERT OR REPLACE INTO _meta (name, value) VALUES ('schema_version', ?)",
                [SCHEMA_VERSION])
 
