@@ -177,8 +177,11 @@ class Lab:
         """A fresh `MinLog` on ``path`` (default: a new file, deleted when closed)."""
         self.close_all()
         target = path or self.path()
+        # The naive baseline commits with synchronous=NORMAL: the same durability here
+        # ("process"); what "power" (the default) costs: test_bench_durability.py.
         log = MinLog.open(target, transport=MemoryTransport(), system_name=SYSTEM_NAME,
-                          key=KEY, clock=self.clock, start_worker=False)
+                          key=KEY, clock=self.clock, start_worker=False,
+                          durability="process")
         self._open.append((log, None if keep or path is not None else target))
         return log
 

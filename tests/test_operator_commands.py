@@ -219,3 +219,29 @@ class TestPurge:
         with contextlib.closing(sqlite3.connect(db)) as c:
             assert c.execute("SELECT value FROM _meta WHERE name = 'horizon_days'"
                              ).fetchone() == (10,)
+
+
+class TestPostgresStatus:
+    def test_status_reads_a_postgres_store_read_only(self, pg_schema: str,
+                                                    tmp_path: Path) -> None:
+        """status and dead-letters read a PostgreSQL store (in read-only transactions)
+        named by --schema; a wrong key is refused."""
+        from conftest import POSTGRES_URL
+
+        key = tmp_path / "k"
+        key.write_text(bytes(range(32)).hex())
+        with MinLog.open(POSTGRES_URL, transport=MemoryTransport(), system_name="Cura",
+                         key=key, start_worker=False, exit_timeout=0.0,
+                         store_options={"schema": pg_schema},
+                         clock=FixedClock(NOW.timestamp() + 1)) as log:
+            assert log.record(Access("0303303456", ANNE, ORG, "Opslag", NOW))
+        status, out, err = run("status", POSTGRES_URL, "--schema", pg_schema, "--key", str(key))
+        assert status == 0, err
+        assert "pending:            1" in out
+        assert run("dead-letters", POSTGRES_URL, "--schema", pg_schema, "--key",
+                   str(key))[0] == 0
+        other = tmp_path / "other"
+        other.write_text(bytes(32).hex())
+        status, _, err = run("status", POSTGRES_URL, "--schema", pg_schema, "--key", str(other))
+        assert status != 0
+        assert "not the key" in err

@@ -54,6 +54,8 @@ from minlog.minlog2 import entry as _entry
 from minlog.minlog2.registration import SCHEMA_VERSIONS, Registration, check_access
 from minlog.minlog2.transport import Transport
 from minlog.store import NewEntry, OutboxEntry, Store, open_store
+from minlog.store.base import Durability
+from minlog.store.base import durability as _durability
 
 __all__ = ["MinLog", "Options"]
 
@@ -227,6 +229,7 @@ class MinLog:
         key: bytes | str | os.PathLike[str] | None = None,
         store_options: dict[str, Any] | None = None,
         create: bool = True,
+        durability: Durability | None = None,
         **options: Unpack[Options],
     ) -> MinLog:
         """Open (creating when needed) the store at ``target`` and start delivering.
@@ -237,11 +240,20 @@ class MinLog:
         every host uses the same secret. The store records the fingerprint of its key: a
         different key is a `ConfigurationError`, and a missing key file is made (mode
         0600) only for a store that holds nothing yet (`minlog.client.keying`).
-        ``create=False`` makes neither a store nor a key file (for tools). ``options``
-        are the keyword options of `MinLog` (`Options`).
+        ``create=False`` makes neither a store nor a key file (for tools).
+        ``durability`` is how durable a first-of-day log is when ``record`` returns:
+        ``"power"`` (the default: it survives a power loss) or ``"process"`` (it survives
+        a crash of the process; no sync per commit); see `minlog.store.base.Durability`.
+        A `Store` given as ``target`` has its own. ``options`` are the keyword options of
+        `MinLog` (`Options`).
         """
         _keying.key_path(target, key)  # a PostgreSQL store without a key: refused at once
         store_options = dict(store_options or {})
+        if durability is not None:
+            if not isinstance(target, str | os.PathLike):
+                raise ConfigurationError("durability: a Store given as the target has its "
+                                         "own (give it to the store)")
+            store_options["durability"] = _durability(durability)
         if not create and isinstance(target, str | os.PathLike):
             store_options.setdefault("create", False)
         store = open_store(target, **store_options)
@@ -268,9 +280,9 @@ class MinLog:
 
     def record(self, access: Access) -> bool:
         """Record one access. True when it is the first of its (employee, citizen, day) and
-        its log is now durably queued; False for a duplicate. Raises `ValidationError` for
-        bad input (nothing stored) and `StoreError` when the store fails (nothing lost:
-        record it again)."""
+        its log is now durably queued (as durable as the store's ``durability``); False
+        for a duplicate. Raises `ValidationError` for bad input (nothing stored) and
+        `StoreError` when the store fails (nothing lost: record it again)."""
         if self._closed:
             self._check_open()
         batch = (access,)

@@ -27,11 +27,38 @@ method completes or raises `StoreError`; `append` is ONE transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 import attrs
 
-__all__ = ["DeadLetter", "Lease", "NewEntry", "OutboxEntry", "Store", "StoreCounts"]
+from minlog.errors import ConfigurationError
+
+__all__ = ["DEFAULT_DURABILITY", "DeadLetter", "Durability", "Lease", "NewEntry",
+           "OutboxEntry", "Store", "StoreCounts", "durability"]
+
+#: How durable a commit is when it returns (`record` returns after it):
+#:
+#: * ``"process"``: survives a crash of the process (kill -9, out of memory); a power loss
+#:   or a crash of the operating system (or of a virtual machine's host) may lose the
+#:   last commits. SQLite: ``synchronous=NORMAL`` in WAL mode (no sync per commit);
+#:   PostgreSQL: ``synchronous_commit=off`` (the server writes the WAL a moment later; a
+#:   crash of the server may lose up to three times ``wal_writer_delay``, 0.6 s).
+#: * ``"power"``: also survives a power loss. SQLite: ``synchronous=FULL`` (the WAL is
+#:   synced at each commit); PostgreSQL: ``synchronous_commit=on`` (the server's
+#:   default: the WAL is flushed, and with synchronous standbys they confirm too).
+Durability = Literal["process", "power"]
+#: The default: what was accepted is not lost to a power cut (see docs/operations.md).
+DEFAULT_DURABILITY: Final[Durability] = "power"
+
+
+def durability(value: object) -> Durability:
+    """``value`` as a `Durability`; anything else is a `ConfigurationError`."""
+    if value == "process":
+        return "process"
+    if value == "power":
+        return "power"
+    raise ConfigurationError("durability: must be 'process' (survives a crash of the "
+                             "process) or 'power' (also survives a power loss)")
 
 
 class NewEntry(NamedTuple):

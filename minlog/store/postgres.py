@@ -18,6 +18,8 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
   lock, versioned in ``meta``.
 * psycopg errors become `StoreError`s; read-only steps are retried once on a lost
   connection.
+* ``durability`` sets ``synchronous_commit`` on its connections: ``"power"`` (default)
+  ``on``, ``"process"`` ``off`` (`minlog.store.base.Durability`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ from typing import Any, Final, TypeVar
 from minlog import forking
 from minlog.errors import ConfigurationError, StoreError
 from minlog.store import owners
-from minlog.store.base import DeadLetter, Lease, NewEntry, OutboxEntry, StoreCounts
+from minlog.store.base import (
+    DEFAULT_DURABILITY,
+    DeadLetter,
+    Durability,
+    Lease,
+    NewEntry,
+    OutboxEntry,
+    StoreCounts,
+)
+from minlog.store.base import durability as _durability
 
 try:
     import psycopg
@@ -97,6 +108,7 @@ class PostgresStore:
         connect_timeout: float = 10.0,
         create: bool = True,
         read_only: bool = False,
+        durability: Durability = DEFAULT_DURABILITY,
     ) -> None:
         if not _IDENT.fullmatch(schema):
             raise ConfigurationError(
@@ -113,6 +125,7 @@ class PostgresStore:
         self._lock = threading.Lock()
         self._closed = False
         self.read_only = read_only
+        self.durability = _durability(durability)
         self._pool = self._make_pool()
         try:
             self._migrate(create=create and not read_only)
@@ -134,10 +147,10 @@ class PostgresStore:
         return pool
 
     def _connect_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"connect_timeout": int(self._timeout)}
+        settings = [f"-c synchronous_commit={'off' if self.durability == 'process' else 'on'}"]
         if self.read_only:
-            options["options"] = "-c default_transaction_read_only=on"
-        return options
+            settings.append("-c default_transaction_read_only=on")
+        return {"connect_timeout": int(self._timeout), "options": " ".join(settings)}
 
     def after_fork(self) -> None:
         """In a forked child: a fresh pool (the parent's connections are never touched)."""

@@ -36,9 +36,18 @@ from typing import Any, Final, TypeVar
 import sqlite_utils
 
 from minlog import forking
-from minlog.errors import ConfigurationError, StoreError
+from minlog.errors import StoreError
 from minlog.store import owners
-from minlog.store.base import DeadLetter, Lease, NewEntry, OutboxEntry, StoreCounts
+from minlog.store.base import (
+    DEFAULT_DURABILITY,
+    DeadLetter,
+    Durability,
+    Lease,
+    NewEntry,
+    OutboxEntry,
+    StoreCounts,
+)
+from minlog.store.base import durability as _durability
 from minlog.store.sqlite_schema import SCHEMA_VERSION, check, migrate, version
 
 __all__ = ["CHECKPOINT_EVERY", "SCHEMA_VERSION", "WAL_LIMIT", "SQLiteStore"]
@@ -56,6 +65,8 @@ _LOOKUP: Final = 250
 _ONE_BY_ONE: Final = 16
 #: The size the WAL file is cut back to whenever SQLite starts it over (bytes).
 WAL_LIMIT: Final = 4 * 2**20
+#: SQLite's ``synchronous`` for each durability (in WAL mode).
+_SYNCHRONOUS: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
 #: How often (seconds of the callers' clock) claims truncate the WAL to nothing.
 CHECKPOINT_EVERY: Final = 60.0
 
@@ -63,8 +74,10 @@ CHECKPOINT_EVERY: Final = 60.0
 class SQLiteStore:
     """The `Store` on one SQLite file. Thread-safe; one instance per process.
 
-    ``synchronous`` is SQLite's setting: ``"NORMAL"`` (default) survives a crash of the
-    process (kill -9); ``"FULL"`` also survives a power loss, at a cost per commit.
+    ``durability`` (`minlog.store.base.Durability`): ``"power"`` (default) syncs the WAL
+    at each commit (``synchronous=FULL``): a commit survives a power loss; ``"process"``
+    (``synchronous=NORMAL``) survives a crash of the process, not a power loss, and costs
+    no sync per commit.
     ``create=False`` refuses a file that does not exist or holds no minlog store (for
     operators' tools); ``read_only=True`` (which implies it) opens the file read-only: it
     is neither migrated nor changed (for tools that inspect).
@@ -74,13 +87,12 @@ class SQLiteStore:
         self,
         path: str | os.PathLike[str],
         *,
-        synchronous: str = "NORMAL",
+        durability: Durability = DEFAULT_DURABILITY,
         busy_timeout: float = 30.0,
         create: bool = True,
         read_only: bool = False,
     ) -> None:
-        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
-            raise ConfigurationError("synchronous must be NORMAL, FULL or EXTRA")
+        self.durability = _durability(durability)
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.RLock()
@@ -88,7 +100,7 @@ class SQLiteStore:
         self._checkpointed_at = float("-inf")
         self._closed = False
         self._busy_timeout = busy_timeout
-        self._synchronous = synchronous.upper()
+        self._synchronous = _SYNCHRONOUS[self.durability]
         create = create and not read_only
         if not create and not self.path.is_file():
             raise StoreError(f"there is no SQLite store at {self.path} (check the path)")
