@@ -97,9 +97,9 @@ class TestLeasesOfGoneProcesses:
         with log:
             assert log.record_many(accesses(now_in_copenhagen())) == [True] * 3
             sender = textwrap.dedent(f"""
-                import os, signal, time
+                import os, signal
                 from minlog.store.sqlite import SQLiteStore
-                lease = SQLiteStore({str(db)!r}).claim(500, 120.0, time.time())
+                lease = SQLiteStore({str(db)!r}).claim(500, 120.0, {clock.time()!r})
                 assert len(lease.entries) == 3
                 os.kill(os.getpid(), signal.SIGKILL)  # killed in the middle of the send
             """)
@@ -120,10 +120,10 @@ class TestLeasesOfGoneProcesses:
             log.record_many(accesses(now_in_copenhagen()))
             holder = subprocess.Popen(
                 [sys.executable, "-c", textwrap.dedent(f"""
-                    import sys, time
+                    import sys
                     from minlog.store.sqlite import SQLiteStore
                     store = SQLiteStore({str(db)!r})
-                    store.claim(500, 120.0, time.time())
+                    store.claim(500, 120.0, {clock.time()!r})
                     print("leased", flush=True)
                     sys.stdin.read()
                 """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -265,10 +265,10 @@ class TestPostgres:
                          store_options={"schema": pg_schema}) as log:
             log.record_many(accesses(now_in_copenhagen()))
             sender = textwrap.dedent(f"""
-                import os, signal, time
+                import os, signal
                 from minlog.store.postgres import PostgresStore
                 s = PostgresStore({POSTGRES_URL!r}, schema={pg_schema!r})
-                assert len(s.claim(500, 120.0, time.time()).entries) == 3
+                assert len(s.claim(500, 120.0, {clock.time()!r}).entries) == 3
                 os.kill(os.getpid(), signal.SIGKILL)
             """)
             assert subprocess.run([sys.executable, "-c", sender], timeout=60,

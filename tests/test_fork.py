@@ -75,7 +75,7 @@ class TestForkWhileBusy:
         store = HeldStore(db, busy_timeout=2.0)
         log = MinLog(store, MemoryTransport(), system_name="Cura", master_key=KEY,
                      clock=FixedClock(NOW.timestamp() + 1), poll=0.001)
-        source = citizens()
+        source, own = citizens(), citizens()  # one each: a generator is not shared
         nurse = Employee("0101701234", name="Anne Jensen")
         stop = threading.Event()
         pause = threading.Lock()
@@ -91,7 +91,7 @@ class TestForkWhileBusy:
         outcomes: list[int | None] = []
         try:
             for i in range(FORKS):
-                mine = Access(next(source), Employee("0202802345", name="Lars"), ORG,
+                mine = Access(next(own), Employee("0202802345", name="Lars"), ORG,
                               "Opslag", NOW)
                 time.sleep(0.002 * (i % 5))
                 pid = os.fork()
@@ -117,3 +117,41 @@ class TestForkWhileBusy:
         assert outcomes == [0] * FORKS, (
             f"{outcomes.count(None)} children hung, "
             f"{sum(1 for o in outcomes if o not in (0, None))} failed")
+
+    def test_children_of_a_busy_postgres_process_finish(self, pg_schema: str) -> None:
+        """Ten children of a process whose threads are busy in a PostgreSQL store each
+        record a log on a pool of their own and exit within the timeout."""
+        from conftest import POSTGRES_URL
+
+        log = MinLog.open(POSTGRES_URL, transport=MemoryTransport(), system_name="Cura",
+                          key=KEY, store_options={"schema": pg_schema}, poll=0.001,
+                          clock=FixedClock(NOW.timestamp() + 1))
+        source, own = citizens(), citizens()  # one each: a generator is not shared
+        nurse = Employee("0101701234", name="Anne Jensen")
+        stop = threading.Event()
+
+        def record() -> None:
+            while not stop.is_set():
+                log.record(Access(next(source), nurse, ORG, "Opslag", NOW))
+
+        recorder = threading.Thread(target=record, daemon=True)
+        recorder.start()
+        outcomes: list[int | None] = []
+        try:
+            for _ in range(10):
+                mine = Access(next(own), Employee("0202802345", name="Lars"), ORG,
+                              "Opslag", NOW)
+                time.sleep(0.005)
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child
+                    code = 4
+                    try:
+                        code = 0 if log.record(mine) else 3
+                    finally:
+                        os._exit(code)
+                outcomes.append(_wait_child(pid, CHILD_SECONDS))
+        finally:
+            stop.set()
+            recorder.join(10)
+            log.close(timeout=5)
+        assert outcomes == [0] * 10
