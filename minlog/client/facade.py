@@ -19,12 +19,13 @@ and a fresh worker) and at interpreter exit (a bounded final flush, never a hang
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import hashlib
 import itertools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypedDict, Unpack
@@ -47,7 +48,7 @@ from minlog.core.sealing import Keys, Sealer
 from minlog.delivery.deliverer import Deliverer, StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.delivery.worker import Worker
-from minlog.errors import ConfigurationError, ValidationError
+from minlog.errors import ClosedError, ConfigurationError, ValidationError
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
 from minlog.keyfile import load_or_create_key
 from minlog.minlog2 import entry as _entry
@@ -82,6 +83,24 @@ class Options(TypedDict, total=False):
     exit_timeout: float
     clock: Clock
     start_worker: bool
+
+
+#: The names of the keyword options (`Options`).
+OPTION_NAMES: Final = Options.__optional_keys__ | Options.__required_keys__
+
+
+def check_options(options: Mapping[str, object]) -> None:
+    """Refuse an unknown option (a misspelt one, say) naming it and the option meant."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise ConfigurationError(
+        f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; the options "
+        f"are {', '.join(sorted(OPTION_NAMES))}")
 
 
 class MinLog:
@@ -233,8 +252,10 @@ class MinLog:
         the master secret: 32 bytes, or the path of a key file (created, mode 0600, when
         missing). For a SQLite file the default is ``<file>.key`` beside it; a PostgreSQL
         store needs it given, so that every host uses the same secret. ``options`` are the
-        keyword options of `MinLog` (`Options`).
+        keyword options of `MinLog` (`Options`); an unknown one is a `ConfigurationError`
+        before anything is created.
         """
+        check_options(options)
         if isinstance(key, bytes):
             master = key
         elif key is not None:
@@ -253,6 +274,7 @@ class MinLog:
             raise
 
     def __enter__(self) -> Self:
+        self._check_open()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -351,6 +373,7 @@ class MinLog:
     def registration_for(self, access: Access, *, sequence_number: str | None = None
                          ) -> Registration:
         """The `Registration` this instance would send for ``access`` (identity applied)."""
+        self._check_open()
         check_access(access, self.schema_version)
         e, o, b = access.employee, access.organisation, access.on_behalf_of
         name, role = self._identity(e, o)
@@ -473,6 +496,7 @@ class MinLog:
 
     def stats(self) -> Stats:
         """Counters of this instance and totals of the (possibly shared) outbox."""
+        self._check_open()
         counts = self.store.counts()
         now = self._clock.time()
         backlog = counts.pending + counts.in_flight
@@ -497,6 +521,7 @@ class MinLog:
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:
         """Dead letters, oldest first, with their registrations opened."""
+        self._check_open()
         out = []
         for d in self.store.dead_letters(limit):
             try:
@@ -509,10 +534,12 @@ class MinLog:
     def resolve(self, organisation: Organisation, code: str) -> str | None:
         """The employee id behind an identity code shown to a citizen (as issued by an
         `AlternativeId` or `Initials` policy for ``organisation``), or None."""
+        self._check_open()
         return self._identity.resolve(organisation, code)
 
     def redrive(self, ids: Sequence[int] | None = None) -> int:
         """Send dead letters again (all when ``ids`` is None); returns how many."""
+        self._check_open()
         n = self.store.redrive(ids, self._clock.time())
         if n:
             self._wake_worker()
@@ -520,12 +547,14 @@ class MinLog:
 
     def today(self) -> int:
         """The Copenhagen day (a date ordinal) of this instance's clock."""
+        self._check_open()
         self._ledger.advance(self._clock.time())
         return self._ledger.today
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ConfigurationError("this MinLog is closed")
+            raise ClosedError(f"this MinLog ({self.system_name!r}) is closed: open a new one "
+                              "with MinLog.open")
 
     # ------------------------------------------------------------------ lifecycle
 
