@@ -22,7 +22,6 @@ import datetime as _dt
 import difflib
 import hashlib
 import itertools
-import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,10 +44,12 @@ from minlog.core.ledger import (
 )
 from minlog.core.model import Access, Organisation
 from minlog.core.sealing import Keys, Sealer
+from minlog.delivery.backlog import BacklogWatch
 from minlog.delivery.deliverer import Deliverer, StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.delivery.worker import Worker
 from minlog.errors import ClosedError, ConfigurationError, ValidationError
+from minlog.events import emit
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
 from minlog.keyfile import load_or_create_key
 from minlog.minlog2 import entry as _entry
@@ -57,8 +58,6 @@ from minlog.minlog2.transport import Transport
 from minlog.store import NewEntry, OutboxEntry, Store, is_postgres_url, open_store
 
 __all__ = ["MinLog", "Options"]
-
-log = logging.getLogger("minlog")
 
 _ACCEPT_CHUNK: Final = 5000
 _blake2b = hashlib.blake2b
@@ -83,6 +82,7 @@ class Options(TypedDict, total=False):
     exit_timeout: float
     clock: Clock
     start_worker: bool
+    backlog_warning: float | None
 
 
 #: The names of the keyword options (`Options`).
@@ -129,6 +129,8 @@ class MinLog:
     * ``clock`` (the system's): the one clock every part asks (`minlog.Clock`).
     * ``start_worker`` (True): deliver on background threads; False for processes that
       only record (a separate delivery process drains the store).
+    * ``backlog_warning`` (3600 s): after delivery rounds, log a ``backlog`` warning when
+      the oldest undelivered entry has waited longer than this (None: never).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class MinLog:
         exit_timeout: float = 5.0,
         clock: Clock = SYSTEM_CLOCK,
         start_worker: bool = True,
+        backlog_warning: float | None = 3600.0,
     ) -> None:
         transport_version = getattr(transport, "version", None)
         if not isinstance(transport_version, str):
@@ -205,6 +208,7 @@ class MinLog:
                 retention_days=retention_days, clock=clock)
             self._worker = Worker(self._deliverer, poll=poll, threads=delivery_threads,
                                   on_step=self._after_step)
+            self._backlog = BacklogWatch(backlog_warning)
         except ValueError as e:
             raise ConfigurationError(str(e)) from None
         #: The store's horizon: the largest any instance on it asked for.
@@ -255,22 +259,32 @@ class MinLog:
         keyword options of `MinLog` (`Options`); an unknown one is a `ConfigurationError`
         before anything is created.
         """
-        check_options(options)
-        if isinstance(key, bytes):
-            master = key
-        elif key is not None:
-            master = load_or_create_key(key)
-        elif isinstance(target, str | os.PathLike) and not is_postgres_url(target):
-            master = load_or_create_key(Path(os.fspath(target) + ".key"))
-        else:
-            raise ConfigurationError(
-                "key: give the master secret (bytes or a key file path) for this store")
-        store = open_store(target, **(store_options or {}))
         try:
-            return cls(store, transport, system_name=system_name, master_key=master,
-                       identity=identity, **options)
-        except BaseException:
-            store.close()
+            check_options(options)
+            if isinstance(key, bytes):
+                master = key
+            else:
+                if key is not None:
+                    key_path = Path(os.fspath(key))
+                elif isinstance(target, str | os.PathLike) and not is_postgres_url(target):
+                    key_path = Path(os.fspath(target) + ".key")
+                else:
+                    raise ConfigurationError(
+                        "key: give the master secret (bytes or a key file path) for this store")
+                existed = key_path.exists()
+                master = load_or_create_key(key_path)
+                if not existed:
+                    emit("key_created", "created the key file %s: keep it with the store's "
+                         "backups (not inside them)", key_path, path=str(key_path))
+            store = open_store(target, **(store_options or {}))
+            try:
+                return cls(store, transport, system_name=system_name, master_key=master,
+                           identity=identity, **options)
+            except BaseException:
+                store.close()
+                raise
+        except ConfigurationError as e:
+            emit("configuration_error", "MinLog.open: %s", e, error=str(e))
             raise
 
     def __enter__(self) -> Self:
@@ -357,9 +371,10 @@ class MinLog:
                 late += c.late
                 beyond += c.beyond
         if beyond:
-            log.warning("%d first-of-day logs older than the dedup horizon of %d days "
-                        "were accepted (beyond_horizon='deliver')", beyond,
-                        self._ledger.horizon_days)
+            emit("beyond_horizon", "%d first-of-day logs older than the dedup horizon of %d "
+                 "days were accepted (beyond_horizon='deliver')", beyond,
+                 self._ledger.horizon_days, count=beyond,
+                 horizon_days=self._ledger.horizon_days)
         if late or beyond:
             with self._lock:
                 self._counters["late"] += late
@@ -412,6 +427,10 @@ class MinLog:
         try:
             if self._upkept != self._ledger.today:
                 self.maintain()
+            clock = self._clock
+            if self._backlog.due(clock.monotonic()):
+                # One row per tenant once the store counts per tenant; "" is a single one.
+                self._backlog.check("", self.store.counts(), clock.time(), clock.monotonic())
         finally:
             with self._progress:
                 self._progress.notify_all()
@@ -490,6 +509,8 @@ class MinLog:
         self.transport.close()
         self.store.close()
         _lifecycle.forget(self)
+        emit("closed", "closed; %s", "everything accepted was delivered" if done else
+             "what was not delivered stays in the store for next time", delivered_all=done)
         return done
 
     # ------------------------------------------------------------------ operations
