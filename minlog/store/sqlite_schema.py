@@ -38,7 +38,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
-
 import sqlite_utils
 
 from minlog.errors import ConfigurationError, StoreError
