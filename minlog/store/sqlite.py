@@ -33,7 +33,7 @@ import sqlite_utils
 from minlog import forking
 from minlog.errors import ConfigurationError, StoreError
 from minlog.store.base import DeadLetter, Lease, NewEntry, OutboxEntry, StoreCounts
-from minlog.store.sqlite_schema import SCHEMA_VERSION, migrate
+from minlog.store.sqlite_schema import SCHEMA_VERSION, StoreLayout, describe, migrate
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -271,10 +271,16 @@ class SQLiteStore:
                              [(i, lease) for i, _, _ in failures])
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._read(lambda c: c.execute(
-            "SELECT id, key, payload, attempts, code, text, died_at, tenant FROM dead "
-            "ORDER BY died_at, id LIMIT ?", [limit]).fetchall())
-        return [DeadLetter(r[0], bytes(r[1]), bytes(r[2]), *r[3:]) for r in rows]
+        rows = self._read(lambda c: list(sqlite_utils.Database(c).table("dead").rows_where(
+            select="id, key, payload, attempts, code, text, died_at, tenant",
+            order_by="died_at, id", limit=limit)))
+        return [DeadLetter(r["id"], bytes(r["key"]), bytes(r["payload"]), r["attempts"],
+                           r["code"], r["text"], r["died_at"], r["tenant"]) for r in rows]
+
+    def describe(self) -> StoreLayout:
+        """What the file holds: schema version, tables with row counts and columns, SQLite
+        settings (for inspecting commands; reads only)."""
+        return self._read(lambda c: describe(sqlite_utils.Database(c)))
 
     def redrive(self, ids: Sequence[int] | None, now: float) -> int:
         if ids is not None and not ids:
@@ -351,7 +357,6 @@ class SQLiteStore:
     def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
         """Every ``(code, sealed)`` registered in ``scope``, in code order (an operator's
         listing; one indexed range read)."""
-        rows = self._read(lambda c: c.execute(
-            "SELECT code, sealed FROM aliases WHERE scope = ? ORDER BY code", [scope]
-        ).fetchall())
-        return [(str(code), bytes(sealed)) for code, sealed in rows]
+        rows = self._read(lambda c: list(sqlite_utils.Database(c).table("aliases").rows_where(
+            "scope = ?", [scope], select="code, sealed", order_by="code")))
+        return [(str(r["code"]), bytes(r["sealed"])) for r in rows]
