@@ -3,6 +3,7 @@ layout of its version, and tells an inspecting command what a file holds."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -29,9 +30,10 @@ class TestCheck:
         """An index the store relies on that was dropped is named."""
         path = tmp_path / "m.sqlite"
         SQLiteStore(path).close()
-        with sqlite3.connect(path) as conn:
-            conn.execute("DROP INDEX outbox_due")
-        with pytest.raises(minlog.StoreError, match="outbox_due"):
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("DROP INDEX aliases_subject")
+            conn.commit()
+        with pytest.raises(minlog.StoreError, match="aliases_subject"):
             SQLiteStore(path)
 
 

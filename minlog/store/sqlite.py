@@ -24,8 +24,9 @@ import itertools
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Final, TypeVar
 
 import sqlite_utils
@@ -58,6 +59,47 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class _Transaction:
+    """The context of `SQLiteStore._tx` (a class: cheaper than a generator on the
+    recording path). Holds the store's lock from enter to exit."""
+
+    __slots__ = ("_conn", "_lock")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._lock = store._lock
+        self._lock.acquire()
+        if store._closed:
+            self._lock.release()
+            raise StoreError("the store is closed")
+        self._conn = store._conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException as e:
+            self._lock.release()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot start a transaction: {e}") from e
+            raise
+        return self._conn
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if error is None:
+                try:
+                    self._conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as e:
+                    error = e
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise StoreError(f"SQLite store: {error}") from error
+        finally:
+            self._lock.release()
 
 
 class SQLiteStore:
@@ -103,26 +145,10 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; any error rolls back and becomes `StoreError`."""
-        with self._lock:
-            if self._closed:
-                raise StoreError("the store is closed")
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot start a transaction: {e}") from e
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as e:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                if isinstance(e, sqlite3.Error):
-                    raise StoreError(f"SQLite store: {e}") from e
-                raise
+    def _tx(self) -> _Transaction:
+        """One ``BEGIN IMMEDIATE`` transaction (``with self._tx() as conn``); any error
+        rolls back and becomes `StoreError`."""
+        return _Transaction(self)
 
     def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
@@ -169,6 +195,12 @@ class SQLiteStore:
         if not entries:
             return []
         with self._tx() as conn:
+            if len(entries) == 1:  # the common case of record(): two statements
+                e = entries[0]
+                new = conn.execute(_SEEN_ONE, (e[0], e[1])).rowcount == 1
+                if new:
+                    conn.execute(_OUTBOX, (e[1], e[2], e[3], now, now))
+                return [new]
             if len(entries) < _ONE_BY_ONE:
                 answers = [conn.execute(_SEEN_ONE, (e[0], e[1])).rowcount == 1
                            for e in entries]
@@ -238,7 +270,7 @@ class SQLiteStore:
         with self._tx() as conn:
             rows = conn.execute(
                 "UPDATE outbox SET state = 1, owner = ?, due = ?, attempts = attempts + 1 "
-                "WHERE id IN (SELECT id FROM outbox WHERE due <= ? ORDER BY due, id LIMIT ?) "
+                "WHERE id IN (SELECT id FROM outbox WHERE due <= ? ORDER BY id LIMIT ?) "
                 "RETURNING id, key, payload, attempts, tenant",
                 [token, until, now, limit]).fetchall()
         rows.sort(key=lambda r: r[0])
