@@ -4,6 +4,7 @@ layout of its version, and tells an inspecting command what a file holds."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -21,8 +22,9 @@ class TestCheck:
         when it is opened (not later, deep inside a query)."""
         path = tmp_path / "m.sqlite"
         SQLiteStore(path).close()
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
             conn.execute("ALTER TABLE outbox DROP COLUMN tenant")
+            conn.commit()
         with pytest.raises(minlog.StoreError, match=r"table outbox .*missing: tenant"):
             SQLiteStore(path)
 
@@ -53,3 +55,29 @@ class TestDescribe:
         assert d.columns["outbox"] == LAYOUT["outbox"][0]
         assert d.journal_mode == "wal"
         assert d.size > 0
+
+
+def _open_fds(path: Path) -> int:
+    """How many of this process's file descriptors point at ``path`` (Linux)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(fd)) == path:
+                count += 1
+    return count
+
+
+class TestRefusedFiles:
+    @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")
+    def test_a_refused_file_is_left_closed(self, tmp_path: Path) -> None:
+        """A file the store refuses on opening leaves no connection (no descriptor) open."""
+        path = tmp_path / "m.sqlite"
+        SQLiteStore(path).close()
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("DROP INDEX aliases_subject")
+            conn.commit()
+        assert _open_fds(path) == 0
+        with pytest.raises(minlog.StoreError):
+            SQLiteStore(path)
+        assert _open_fds(path) == 0

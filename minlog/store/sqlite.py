@@ -137,11 +137,17 @@ class SQLiteStore:
                     os.close(fd)
                     os.chmod(f"{self.path}{suffix}", 0o600)
             self._conn = self._connect()
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
+        try:
             with self._tx() as conn:
                 migrate(sqlite_utils.Database(conn), str(self.path))
             self._release_orphans()
-        except (sqlite3.Error, OSError) as e:
-            raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
+        except BaseException as e:
+            self.close()  # a file this minlog refuses leaves no connection behind
+            if isinstance(e, sqlite3.Error | OSError):
+                raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
+            raise
 
     # ------------------------------------------------------------------ plumbing
 
