@@ -237,6 +237,10 @@ class Ledger:
                 part = self._memory[day] = set()
             part.update(keys)
 
+    def held(self, day: int) -> frozenset[bytes]:
+        """The keys memory holds for ``day`` (each one durably seen)."""
+        return frozenset(self._memory.get(day, ()))
+
     def held_days(self) -> list[int]:
         """The days memory holds keys of, oldest first."""
         return sorted(self._memory)
