@@ -10,11 +10,18 @@
 See the README and ``docs/`` for the concepts, identity policies, operations and security.
 """
 
+import inspect as _inspect
+import sys as _sys
+import typing as _typing
+from typing import TYPE_CHECKING, Any
+
 from minlog.client.facade import MinLog
 from minlog.client.stats import DeadLetterInfo, Stats
 from minlog.core.model import Access, Employee, OnBehalfOf, Organisation
+from minlog.delivery.deliverer import StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.errors import (
+    ClosedError,
     ConfigurationError,
     DeliveryError,
     MinlogError,
@@ -36,12 +43,16 @@ from minlog.minlog2.registration import Registration
 from minlog.store import Store
 from minlog.store.sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from minlog.store.postgres import PostgresStore
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Access",
     "AlternativeId",
     "BatchResult",
+    "ClosedError",
     "ConfigurationError",
     "DeadLetterInfo",
     "DeliveryError",
@@ -58,11 +69,13 @@ __all__ = [
     "OnBehalfOf",
     "Organisation",
     "PermanentDeliveryError",
+    "PostgresStore",
     "RateLimit",
     "Registration",
     "RetryPolicy",
     "SQLiteStore",
     "Stats",
+    "StepResult",
     "Store",
     "StoreError",
     "SystemCredentials",
@@ -72,3 +85,33 @@ __all__ = [
     "__version__",
     "load_pkcs12",
 ]
+
+
+def _adopt(obj: Any) -> Any:
+    """Make an exported class or function say it is ``minlog.<name>`` (in tracebacks,
+    reprs and pickles), as its documented name. A class's own annotations are resolved
+    first, in the module that wrote them, so that ``typing.get_type_hints`` still works."""
+    if isinstance(obj, type):
+        own = _inspect.get_annotations(obj)
+        if own:
+            hints = _typing.get_type_hints(obj, include_extras=True)
+            obj.__annotations__ = {name: hints.get(name, hint) for name, hint in own.items()}
+    obj.__module__ = __name__
+    return obj
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresStore is imported on first use, so that ``import minlog`` never imports
+    # psycopg (an extra: pip install 'minlog[postgres]').
+    if name == "PostgresStore":
+        from minlog.store.postgres import PostgresStore
+
+        globals()[name] = _adopt(PostgresStore)
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+for _name in __all__:
+    if _name not in ("__version__", "PostgresStore"):
+        _adopt(getattr(_sys.modules[__name__], _name))
+del _name

@@ -5,6 +5,7 @@
     MinlogError
     ├── ValidationError (also ValueError)   bad input; nothing was stored
     ├── ConfigurationError                  bad settings, keys, certificates or policies
+    ├── ClosedError (also RuntimeError)     the MinLog was closed: open a new one
     ├── StoreError                          the durable store failed (disk, lock, connection)
     └── DeliveryError                       a batch could not be delivered to MinLog2
         ├── TransientDeliveryError          worth retrying: outage, timeout, 5xx, 429
@@ -18,6 +19,7 @@ No message ever contains a CPR number.
 from __future__ import annotations
 
 __all__ = [
+    "ClosedError",
     "ConfigurationError",
     "DeliveryError",
     "MinlogError",
@@ -40,9 +42,17 @@ class ValidationError(MinlogError, ValueError):
         self.rule = rule
         super().__init__(f"{field}: {rule}")
 
+    def __reduce__(self) -> tuple[type[ValidationError], tuple[str, str]]:
+        return type(self), (self.field, self.rule)
+
 
 class ConfigurationError(MinlogError):
     """Settings, keys, certificates or policies are missing or inconsistent."""
+
+
+class ClosedError(MinlogError, RuntimeError):
+    """The `MinLog` (or the part of it that was used) has been closed; nothing was done.
+    Open a new instance with `MinLog.open`: everything accepted before stays in the store."""
 
 
 class StoreError(MinlogError):
@@ -55,6 +65,10 @@ class DeliveryError(MinlogError):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         self.code = code
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments travel in the state (pickle calls cls(*args) first).
+        return type(self), self.args, dict(vars(self))
 
 
 class TransientDeliveryError(DeliveryError):

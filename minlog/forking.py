@@ -23,16 +23,15 @@ PostgreSQL connection would say goodbye on the parent's session. `abandon` keeps
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Final
 
-__all__ = ["FORK_WAIT", "abandon", "at_fork", "passage"]
+from minlog.events import emit
 
-log = logging.getLogger("minlog")
+__all__ = ["FORK_WAIT", "abandon", "at_fork", "passage"]
 
 #: How long a fork waits for minlog's threads to come out of the stores.
 FORK_WAIT: Final = 60.0
@@ -84,8 +83,8 @@ class _Gate:
         with self._cond:
             self._closed = True
             if not self._cond.wait_for(lambda: self._inside <= own, timeout):
-                log.error("forking while a minlog store call has run for %.0f s: the child "
-                          "may find that store locked", timeout)
+                emit("fork_waited", "forking while a minlog store call has run for %.0f s: "
+                     "the child may find that store locked", timeout, seconds=timeout)
 
     def open(self) -> None:
         with self._cond:

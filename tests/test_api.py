@@ -15,13 +15,13 @@ import minlog.testing
 from minlog.cli import main as cli
 
 DOCUMENTED = [
-    "Access", "AlternativeId", "BatchResult", "ConfigurationError", "DeadLetterInfo",
-    "DeliveryError", "Employee", "EntryFailure", "FullName", "IdentityFormatter",
-    "IdentityPolicy", "Initials", "MemoryTransport", "MinLog", "Minlog2Transport",
-    "MinlogError", "OnBehalfOf", "Organisation", "PermanentDeliveryError", "RateLimit",
-    "Registration", "RetryPolicy", "SQLiteStore", "Stats", "Store", "StoreError",
-    "SystemCredentials", "TransientDeliveryError", "Transport", "ValidationError",
-    "__version__", "load_pkcs12",
+    "Access", "AlternativeId", "BatchResult", "ClosedError", "ConfigurationError",
+    "DeadLetterInfo", "DeliveryError", "Employee", "EntryFailure", "FullName",
+    "IdentityFormatter", "IdentityPolicy", "Initials", "MemoryTransport", "MinLog",
+    "Minlog2Transport", "MinlogError", "OnBehalfOf", "Organisation", "PermanentDeliveryError",
+    "PostgresStore", "RateLimit", "Registration", "RetryPolicy", "SQLiteStore", "Stats",
+    "StepResult", "Store", "StoreError", "SystemCredentials", "TransientDeliveryError",
+    "Transport", "ValidationError", "__version__", "load_pkcs12",
 ]
 
 
@@ -47,7 +47,7 @@ class TestPublicApi:
         errors = [getattr(minlog, n) for n in minlog.__all__
                   if isinstance(getattr(minlog, n), type)
                   and issubclass(getattr(minlog, n), BaseException)]
-        assert len(errors) == 7
+        assert len(errors) == 8
         assert all(issubclass(e, minlog.MinlogError) for e in errors)
         assert issubclass(minlog.ValidationError, ValueError)
 

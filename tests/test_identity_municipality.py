@@ -4,6 +4,7 @@ municipality's default and never falls back to the full name."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import sqlite3
@@ -235,7 +236,7 @@ class TestThroughMinLog:
             with pytest.raises(ValidationError):
                 log.record(Access("0303303456", ANNE, MISBRUG_NY, "Opslag", NOW))
             assert log.store.counts().pending == 0
-        with sqlite3.connect(db) as conn:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
             assert conn.execute("SELECT count(*) FROM aliases").fetchone() == (0,)
 
     @pytest.mark.parametrize(("first", "second", "shown"), [

@@ -161,11 +161,11 @@ class TestLearn:
     def test_remember_day_fills_a_hot_day(self) -> None:
         """Opening fills hot days from the store; a late day cannot be filled that way."""
         led = ledger()
-        led.remember_day(TODAY, [b"x" * 16])
+        led.remember_day(TODAY, {b"x" * 16})
         assert led.knows(TODAY, b"x" * 16)
         assert len(led) == 1
         with pytest.raises(ValueError, match="hot days"):
-            led.remember_day(TODAY - 10, [b"y" * 16])
+            led.remember_day(TODAY - 10, {b"y" * 16})
 
 
 class TestConfiguration:

@@ -72,14 +72,21 @@ class GroupCommit:
     def submit(self, entries: Sequence[Entry], now: float) -> list[bool]:
         """Accept ``entries`` (in one transaction with whatever else is waiting); their
         answers in order. Raises what the store raised for the transaction."""
-        req = _Request(entries, now)
         with self._lock:
-            self._queue.append(req)
-            if self._busy:
-                event = req.event = threading.Event()
-            else:
+            alone = not self._busy
+            if alone:  # nobody leads: this caller does, with no queue to serve first
                 self._busy = True
-                event = None
+            else:
+                req = _Request(entries, now)
+                self._queue.append(req)
+                event = req.event = threading.Event()
+        if alone:
+            try:
+                answers = self._in_chunks(entries, now)
+                self.requests += 1
+            finally:
+                self._hand_off()
+            return answers
         if event is not None:
             event.wait()
             if not req.lead:
@@ -90,6 +97,14 @@ class GroupCommit:
         finally:
             self._hand_off()
         return req.outcome()
+
+    def _in_chunks(self, entries: Sequence[Entry], now: float) -> list[bool]:
+        """One request alone: in transactions of at most ``limit`` entries."""
+        answers: list[bool] = []
+        for start in range(0, len(entries), self.limit):
+            answers += self._accept(entries[start : start + self.limit], now)
+            self.transactions += 1
+        return answers
 
     def _serve(self) -> None:
         """Take the next group off the queue, accept it, answer its requests."""
@@ -102,11 +117,7 @@ class GroupCommit:
                 size += len(nxt.entries)
         try:
             if len(group) == 1:
-                entries, now = group[0].entries, group[0].now
-                answers: list[bool] = []
-                for start in range(0, len(entries), self.limit):
-                    answers += self._accept(entries[start : start + self.limit], now)
-                    self.transactions += 1
+                answers = self._in_chunks(group[0].entries, group[0].now)
             else:
                 answers = self._accept([e for r in group for e in r.entries],
                                        max(r.now for r in group))

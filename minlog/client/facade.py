@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import difflib
 import hashlib
 import itertools
-import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypedDict, Unpack
 
@@ -45,10 +45,12 @@ from minlog.core.ledger import (
 )
 from minlog.core.model import Access, Organisation
 from minlog.core.sealing import Keys, Sealer
+from minlog.delivery.backlog import BacklogWatch
 from minlog.delivery.deliverer import Deliverer, StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.delivery.worker import Worker
-from minlog.errors import ConfigurationError, ValidationError
+from minlog.errors import ClosedError, ConfigurationError, ValidationError
+from minlog.events import emit
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
 from minlog.minlog2 import entry as _entry
 from minlog.minlog2.registration import SCHEMA_VERSIONS, Registration, check_access
@@ -58,8 +60,6 @@ from minlog.store.base import Durability
 from minlog.store.base import durability as _durability
 
 __all__ = ["MinLog", "Options"]
-
-log = logging.getLogger("minlog")
 
 _ACCEPT_CHUNK: Final = 5000
 _blake2b = hashlib.blake2b
@@ -84,6 +84,25 @@ class Options(TypedDict, total=False):
     exit_timeout: float
     clock: Clock
     start_worker: bool
+    backlog_warning: float | None
+
+
+#: The names of the keyword options (`Options`).
+OPTION_NAMES: Final = Options.__optional_keys__ | Options.__required_keys__
+
+
+def check_options(options: Mapping[str, object]) -> None:
+    """Refuse an unknown option (a misspelt one, say) naming it and the option meant."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise ConfigurationError(
+        f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; the options "
+        f"are {', '.join(sorted(OPTION_NAMES))}")
 
 
 class MinLog:
@@ -112,6 +131,8 @@ class MinLog:
     * ``clock`` (the system's): the one clock every part asks (`minlog.Clock`).
     * ``start_worker`` (True): deliver on background threads; False for processes that
       only record (a separate delivery process drains the store).
+    * ``backlog_warning`` (3600 s): after delivery rounds, log a ``backlog`` warning when
+      the oldest undelivered entry has waited longer than this (None: never).
     """
 
     def __init__(
@@ -138,6 +159,7 @@ class MinLog:
         exit_timeout: float = 5.0,
         clock: Clock = SYSTEM_CLOCK,
         start_worker: bool = True,
+        backlog_warning: float | None = 3600.0,
     ) -> None:
         transport_version = getattr(transport, "version", None)
         if not isinstance(transport_version, str):
@@ -189,6 +211,7 @@ class MinLog:
                 retention_days=retention_days, clock=clock)
             self._worker = Worker(self._deliverer, poll=poll, threads=delivery_threads,
                                   on_step=self._after_step)
+            self._backlog = BacklogWatch(backlog_warning)
         except ValueError as e:
             raise ConfigurationError(str(e)) from None
         #: The store's horizon: the largest any instance on it asked for.
@@ -245,27 +268,34 @@ class MinLog:
         ``"power"`` (the default: it survives a power loss) or ``"process"`` (it survives
         a crash of the process; no sync per commit); see `minlog.store.base.Durability`.
         A `Store` given as ``target`` has its own. ``options`` are the keyword options of
-        `MinLog` (`Options`).
+        `MinLog` (`Options`); an unknown one is a `ConfigurationError` before anything is
+        created.
         """
-        _keying.key_path(target, key)  # a PostgreSQL store without a key: refused at once
-        store_options = dict(store_options or {})
-        if durability is not None:
-            if not isinstance(target, str | os.PathLike):
-                raise ConfigurationError("durability: a Store given as the target has its "
-                                         "own (give it to the store)")
-            store_options["durability"] = _durability(durability)
-        if not create and isinstance(target, str | os.PathLike):
-            store_options.setdefault("create", False)
-        store = open_store(target, **store_options)
         try:
-            master, _ = _keying.master_key(store, target, key, create=create)
-            return cls(store, transport, system_name=system_name, master_key=master,
-                       identity=identity, **options)
-        except BaseException:
-            store.close()
+            check_options(options)
+            _keying.key_path(target, key)  # a PostgreSQL store without a key: at once
+            store_options = dict(store_options or {})
+            if durability is not None:
+                if not isinstance(target, str | os.PathLike):
+                    raise ConfigurationError("durability: a Store given as the target has "
+                                             "its own (give it to the store)")
+                store_options["durability"] = _durability(durability)
+            if not create and isinstance(target, str | os.PathLike):
+                store_options.setdefault("create", False)
+            store = open_store(target, **store_options)
+            try:
+                master, _ = _keying.master_key(store, target, key, create=create)
+                return cls(store, transport, system_name=system_name, master_key=master,
+                           identity=identity, **options)
+            except BaseException:
+                store.close()
+                raise
+        except ConfigurationError as e:
+            emit("configuration_error", "MinLog.open: %s", e, error=str(e))
             raise
 
     def __enter__(self) -> Self:
+        self._check_open()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -348,9 +378,10 @@ class MinLog:
                 late += c.late
                 beyond += c.beyond
         if beyond:
-            log.warning("%d first-of-day logs older than the dedup horizon of %d days "
-                        "were accepted (beyond_horizon='deliver')", beyond,
-                        self._ledger.horizon_days)
+            emit("beyond_horizon", "%d first-of-day logs older than the dedup horizon of %d "
+                 "days were accepted (beyond_horizon='deliver')", beyond,
+                 self._ledger.horizon_days, count=beyond,
+                 horizon_days=self._ledger.horizon_days)
         if late or beyond:
             with self._lock:
                 self._counters["late"] += late
@@ -364,6 +395,7 @@ class MinLog:
     def registration_for(self, access: Access, *, sequence_number: str | None = None
                          ) -> Registration:
         """The `Registration` this instance would send for ``access`` (identity applied)."""
+        self._check_open()
         check_access(access, self.schema_version)
         e, o, b = access.employee, access.organisation, access.on_behalf_of
         name, role = self._identity(e, o)
@@ -402,6 +434,10 @@ class MinLog:
         try:
             if self._upkept != self._ledger.today:
                 self.maintain()
+            clock = self._clock
+            if self._backlog.due(clock.monotonic()):
+                # One row per tenant once the store counts per tenant; "" is a single one.
+                self._backlog.check("", self.store.counts(), clock.time(), clock.monotonic())
         finally:
             with self._progress:
                 self._progress.notify_all()
@@ -482,12 +518,15 @@ class MinLog:
         self.transport.close()
         self.store.close()
         _lifecycle.forget(self)
+        emit("closed", "closed; %s", "everything accepted was delivered" if done else
+             "what was not delivered stays in the store for next time", delivered_all=done)
         return done
 
     # ------------------------------------------------------------------ operations
 
     def stats(self) -> Stats:
         """Counters of this instance and totals of the (possibly shared) outbox."""
+        self._check_open()
         counts = self.store.counts()
         now = self._clock.time()
         backlog = counts.pending + counts.in_flight
@@ -512,6 +551,7 @@ class MinLog:
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:
         """Dead letters, oldest first, with their registrations opened."""
+        self._check_open()
         out = []
         for d in self.store.dead_letters(limit):
             try:
@@ -524,10 +564,12 @@ class MinLog:
     def resolve(self, organisation: Organisation, code: str) -> str | None:
         """The employee id behind an identity code shown to a citizen (as issued by an
         `AlternativeId` or `Initials` policy for ``organisation``), or None."""
+        self._check_open()
         return self._identity.resolve(organisation, code)
 
     def redrive(self, ids: Sequence[int] | None = None) -> int:
         """Send dead letters again (all when ``ids`` is None); returns how many."""
+        self._check_open()
         n = self.store.redrive(ids, self._clock.time())
         if n:
             self._wake_worker()
@@ -535,12 +577,14 @@ class MinLog:
 
     def today(self) -> int:
         """The Copenhagen day (a date ordinal) of this instance's clock."""
+        self._check_open()
         self._ledger.advance(self._clock.time())
         return self._ledger.today
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ConfigurationError("this MinLog is closed")
+            raise ClosedError(f"this MinLog ({self.system_name!r}) is closed: open a new one "
+                              "with MinLog.open")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -556,11 +600,11 @@ class MinLog:
     def fork_locks(self) -> list[threading.Lock | threading.RLock]:
         """The locks held across a fork (`minlog.client.lifecycle`), in the order taken:
         the identity registry's first (it is held around store calls), then those held
-        only briefly: the facade's, the group commit's, the delivery's, the worker's, the
-        ledger's and its day cache's."""
+        only briefly: the facade's, the group commit's, the delivery's and its counters',
+        the worker's, the ledger's and its day cache's."""
         return [self._identity._lock, self._lock, self._committer._lock,
-                self._deliverer.lock, self._worker._start_lock, self._ledger._lock,
-                self._ledger.days._lock]
+                self._deliverer.lock, self._deliverer.counters._lock,
+                self._worker._start_lock, self._ledger._lock, self._ledger.days._lock]
 
     def after_fork(self) -> None:
         """In a forked child: own connections, locks and a (lazily started) worker."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from minlog.core.sealing import Keys, key_id
 from minlog.errors import ConfigurationError
+from minlog.events import emit
 from minlog.keyfile import load_or_create_key
 from minlog.store import Store, is_postgres_url
 
@@ -67,11 +68,15 @@ def master_key(store: Store, target: object, key: Key, *, create: bool = True
         secret, name = key, "the master key given"
     else:
         name = f"the key file {path}"
-        if not path.exists():
+        existed = path.exists()
+        if not existed:
             recorded = store.key_fingerprint()
             if not create or recorded is not None or store.holds_data():
                 raise ConfigurationError(_missing(path, target, recorded))
         secret = load_or_create_key(path, create=create)
+        if not existed:
+            emit("key_created", "created the key file %s for a new store: back it up now, "
+                 "apart from the database backups", path, path=str(path))
     bind(store, secret, name)
     return secret, name
 
@@ -124,4 +129,6 @@ def rekey(store: Store, path: Path) -> tuple[bool, str]:
     if store.key_fingerprint() == mine:
         return False, key_id(mine)
     store.key_fingerprint(mine, replace=True)
+    emit("key_replaced", "the store was given a new master key (key id %s): what the old "
+         "key sealed can no longer be opened", key_id(mine), key_id=key_id(mine))
     return True, key_id(mine)

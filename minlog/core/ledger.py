@@ -227,15 +227,22 @@ class Ledger:
                     late.append(day)
                 part.add(key)
 
-    def remember_day(self, day: int, keys: Iterable[bytes]) -> None:
-        """Fill memory with keys of a hot ``day`` read from the store (when opening)."""
+    def remember_day(self, day: int, keys: set[bytes]) -> None:
+        """Fill memory with keys of a hot ``day`` read from the store (when opening). The
+        set is taken over when memory holds nothing of the day yet (no second copy of a
+        large day in memory)."""
         with self._lock:
+            if day not in self._memory and self.is_late(day):
+                raise ValueError("only hot days are filled from the store")
             part = self._memory.get(day)
-            if part is None:
-                if self.is_late(day):
-                    raise ValueError("only hot days are filled from the store")
-                part = self._memory[day] = set()
-            part.update(keys)
+            if not part:
+                self._memory[day] = keys
+            else:
+                part.update(keys)
+
+    def held(self, day: int) -> frozenset[bytes]:
+        """The keys memory holds for ``day`` (each one durably seen)."""
+        return frozenset(self._memory.get(day, ()))
 
     def held_days(self) -> list[int]:
         """The days memory holds keys of, oldest first."""

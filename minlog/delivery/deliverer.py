@@ -10,7 +10,8 @@ timeout, 5xx, 429, or any unexpected exception), or a dead letter with a reason:
 
 * the receiver refused the entry (its fault code and text), or refused the whole request
   for good and splitting the batch isolated this entry;
-* ``minlog:unreadable``: its payload cannot be opened (wrong key, altered data);
+* ``minlog:unreadable``: its payload cannot be opened (sealed with a key the store no
+  longer has, after ``minlog rekey``; altered data);
 * ``minlog:beyond-retention``: it is older than MinLog2 keeps logs (two years by default),
   so sending it is pointless.
 
@@ -23,11 +24,15 @@ A settlement the store fails (an ack, retry or bury raising `StoreError`) is owe
 tried again before the next claim, with a growing pause of at most `OWED_WAIT` seconds,
 so that a sent batch is neither left in flight until its lease runs out nor sent again
 while its acknowledgement is owed. Rounds never block on it.
+
+Each outcome is counted per tenant (`minlog.delivery.counters.DeliveryCounters`, read by
+`minlog.metrics`) and logged as a structured event (`minlog.events`: ``batch_delivered``,
+``send_failed``, ``request_refused``, ``dead_letters``, ``unattributed_failures``,
+``key_problem``, ``settle_failed``), with fault codes and counts, never a payload.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 from collections import deque
@@ -38,16 +43,16 @@ from typing import Final
 import attrs
 
 from minlog.core.clock import SYSTEM_CLOCK, Clock
+from minlog.delivery.counters import DeliveryCounters
 from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
+from minlog.events import emit, redact
 from minlog.minlog2 import entry as _entry
 from minlog.minlog2.transport import BatchResult, Transport
 from minlog.store.base import OutboxEntry, Store
 
 __all__ = ["BEYOND_RETENTION", "OWED_WAIT", "UNATTRIBUTED", "UNREADABLE", "Deliverer",
            "StepResult"]
-
-log = logging.getLogger("minlog.delivery")
 
 UNREADABLE: Final = "minlog:unreadable"
 BEYOND_RETENTION: Final = "minlog:beyond-retention"
@@ -59,6 +64,8 @@ _SEQUENCE: Final = _entry.FIELDS.index("sequence_number")
 _DAY: Final = 86400.0
 #: The longest a round waits before trying owed settlements again (seconds).
 OWED_WAIT: Final = 5.0
+#: The ``origin`` of the dead letters the deliverer makes itself, by code.
+_OWN_ORIGINS: Final = {UNREADABLE: "unreadable", BEYOND_RETENTION: "beyond-retention"}
 
 #: Opens a leased entry: its stored fields (raises `StoreError` or `ValueError` when the
 #: payload cannot be opened).
@@ -124,10 +131,8 @@ class Deliverer:
         self.rand = rand
         self.sent_at: deque[float] = deque(maxlen=rate_limit.requests if rate_limit else 1)
         self.last_error: str | None = None
-        self.delivered = 0
-        #: Failures the receiver reported without naming the entry (each found by sending
-        #: the entries of unknown fate again, in halves).
-        self.unattributed = 0
+        #: What this deliverer did, per tenant (`minlog.metrics` reads it).
+        self.counters = DeliveryCounters()
         self.lock = threading.Lock()
         #: Settlements the store failed, to be tried again (`settle_owed`).
         self._owed: list[Callable[[], None]] = []
@@ -139,6 +144,17 @@ class Deliverer:
         self.lock = threading.Lock()
         self._owed = []
         self._owed_failures = 0
+
+    @property
+    def delivered(self) -> int:
+        """Entries the receiver took, all tenants."""
+        return self.counters.total("delivered")
+
+    @property
+    def unattributed(self) -> int:
+        """Failures the receiver reported without naming the entry (each found by sending
+        the entries of unknown fate again, in halves)."""
+        return self.counters.total("unattributed")
 
     def rate_wait(self, now: float) -> float:
         if self.rate_limit is None:
@@ -164,8 +180,10 @@ class Deliverer:
         try:
             call()
         except StoreError as exc:
-            self.last_error = f"StoreError: {exc}"
-            log.error("settling delivered entries failed; trying again: %s", exc)
+            self.last_error = redact(f"StoreError: {exc}")
+            emit("settle_failed", "the store failed to record the outcome of sent entries; "
+                 "tried again before the next claim: %s", self.last_error,
+                 error=type(exc).__name__)
             with self.lock:
                 self._owed.append(call)
 
@@ -188,7 +206,7 @@ class Deliverer:
             try:
                 call()
             except StoreError as exc:
-                self.last_error = f"StoreError: {exc}"
+                self.last_error = redact(f"StoreError: {exc}")
                 with self.lock:
                     self._owed[:0] = owed[i:]
                     self._owed_failures += 1
@@ -219,7 +237,7 @@ class Deliverer:
             try:
                 fields = self.open_entry(e)
             except (StoreError, ValueError) as exc:
-                dead.append((e.id, UNREADABLE, str(exc)))
+                dead.append((e.id, UNREADABLE, redact(str(exc))))
                 continue
             when = fields[_DATE_TIME] or fields[_TO_DATE_TIME]
             if when[:19] < oldest:  # both UTC, same form: text order is time order
@@ -230,12 +248,10 @@ class Deliverer:
         if dead:
             self._bury(lease.token, dead)
             tally.dead += len(dead)
-            log.warning("%d entries became dead letters before sending (%s)", len(dead),
-                        ", ".join(sorted({code for _, code, _ in dead})))
+            tenant = lease.entries[0].tenant
+            self._dead(tenant, [code for _, code, _ in dead], "minlog")
         if ready:
             self._deliver(lease.token, ready, tally)
-        with self.lock:
-            self.delivered += tally.acked
         return StepResult(len(lease.entries), tally.acked, tally.retried, tally.dead,
                           tally.requests, wait=0.0)
 
@@ -247,32 +263,43 @@ class Deliverer:
             tally.retried += len(ids)
             return
         tally.requests += 1
+        tenant = batch[0][0].tenant
+        attempts = max(e.attempts for e, _ in batch)
+        self.counters.add(tenant, "requests")
+        started = self.clock.monotonic()
         try:
             result = self.transport.send(_entry.Batch([f for _, f in batch]))
         except PermanentDeliveryError as exc:
-            self.last_error = f"request rejected: {exc}"
+            self.last_error = redact(f"request rejected: {exc}")
+            self.counters.add(tenant, "refused_requests")
+            code = exc.code or "request-rejected"
             if len(batch) == 1:
                 e = batch[0][0]
-                self._bury(lease, [(e.id, exc.code or "request-rejected", str(exc))])
+                self._bury(lease, [(e.id, code, redact(str(exc)))])
                 tally.dead += 1
-                log.warning("dead letter %d: the receiver refused it (%s)", e.id, exc.code)
+                self._dead(tenant, [code], "request")
                 return
+            emit("request_refused", "the receiver refused a request of %d entries (%s); "
+                 "sending them again in halves to find the ones it refuses", len(batch), code,
+                 tenant=tenant, entries=len(batch), code=code)
             self._halves(lease, batch, tally)  # isolate the bad entries
             return
         except Exception as exc:  # transient (or unknown): keep the batch, retry later
             retry_after = exc.retry_after if isinstance(exc, TransientDeliveryError) else None
-            attempts = max(e.attempts for e, _ in batch)
             delay = self.retry.delay(attempts, retry_after=retry_after, rand=self.rand)
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("delivery failed (attempt %d), retrying in %.1f s: %s",
-                        attempts, delay, self.last_error)
+            self.last_error = redact(f"{type(exc).__name__}: {exc}")
+            self.counters.add(tenant, "send_failures")
+            emit("send_failed", "delivery of %d entries failed (attempt %d), retrying in "
+                 "%.1f s: %s", len(batch), attempts, delay, self.last_error,
+                 tenant=tenant, entries=len(batch), attempt=attempts, retry_in=delay,
+                 code=getattr(exc, "code", None) or "", error=type(exc).__name__)
             self._retry(lease, ids, self.clock.time() + delay)
             tally.retried += len(ids)
             return
-        self._settle(lease, batch, result, tally)
+        self._settle(lease, batch, result, tally, self.clock.monotonic() - started, attempts)
 
     def _settle(self, lease: str, batch: list[_Item], result: BatchResult,
-                tally: _Tally) -> None:
+                tally: _Tally, seconds: float, attempt: int) -> None:
         by_seq = {f[_SEQUENCE]: e for e, f in batch}
         failed: dict[int, tuple[int, str, str]] = {}
         unnamed = []
@@ -281,7 +308,7 @@ class Deliverer:
             if e is None:
                 unnamed.append(f)
             else:
-                failed[e.id] = (e.id, f.code, f.text)
+                failed[e.id] = (e.id, f.code, redact(f.text))
         rest = [(e, f) for e, f in batch if e.id not in failed]
         # Failures naming no entry of the batch: listed without (or with a foreign)
         # SequenceNumber, NumberFailed beyond those listed, or entries neither added nor
@@ -289,36 +316,57 @@ class Deliverer:
         excess = max(0, (result.number_failed or 0) - len(result.failed))
         missing = 0 if result.number_added is None else max(0, len(rest) - result.number_added)
         unknown = max(len(unnamed) + excess, missing)
+        tenant = batch[0][0].tenant
+        acked = 0 if unknown else len(rest)
+        emit("batch_delivered", "%d of %d entries delivered in %.2f s (%d refused)", acked,
+             len(batch), seconds, len(failed), tenant=tenant, entries=len(batch), acked=acked,
+             refused=len(failed), attempt=attempt, seconds=round(seconds, 3))
         if failed:
             self._bury(lease, list(failed.values()))
             tally.dead += len(failed)
             first = next(iter(failed.values()))
-            self.last_error = f"{len(failed)} entries refused, e.g. {first[1]}"
-            log.warning("%d dead letters: the receiver refused them (e.g. %s)",
-                        len(failed), first[1])
+            self.last_error = redact(f"{len(failed)} entries refused, e.g. {first[1]}")
+            self._dead(tenant, [code for _, code, _ in failed.values()], "receiver")
         if not unknown:
             self._ack(lease, [e.id for e, _ in rest])
             tally.acked += len(rest)
+            self.counters.add(tenant, "delivered", len(rest))
             return
         # Some entry's fate is unknown: never ack it. One entry left: it is the one.
-        with self.lock:
-            self.unattributed += unknown
+        self.counters.add(tenant, "unattributed", unknown)
         self.last_error = (f"the receiver reported {unknown} failed entries without naming "
                            f"them; {len(rest)} entries of unknown fate are sent again to "
                            "find them")
-        log.warning("%s", self.last_error)
+        emit("unattributed_failures", "%s", self.last_error, tenant=tenant, count=unknown,
+             entries=len(rest))
         if len(rest) == 1:
             e = rest[0][0]
-            code, text = ((unnamed[0].code, unnamed[0].text) if unnamed else
+            code, text = ((unnamed[0].code, redact(unnamed[0].text)) if unnamed else
                           (UNATTRIBUTED, "counted as failed (or not added) by the receiver, "
                            "which named no entry"))
             self._bury(lease, [(e.id, code, text)])
             tally.dead += 1
-            log.warning("dead letter %d: the receiver refused it without naming it (%s)",
-                        e.id, code)
+            self._dead(tenant, [code], "unattributed")
             return
         if rest:
             self._halves(lease, rest, tally)
+
+    def _dead(self, tenant: str, codes: list[str], origin: str) -> None:
+        """Count and log entries just made dead letters: one event per fault code."""
+        self.counters.add(tenant, "dead_lettered", len(codes))
+        by_code: dict[str, int] = {}
+        for code in codes:
+            by_code[code] = by_code.get(code, 0) + 1
+        for code, count in sorted(by_code.items()):
+            why = _OWN_ORIGINS.get(code, origin)
+            emit("dead_letters", "%d entries became dead letters (%s, %s); see `minlog "
+                 "dead-letters`, then `minlog redrive`", count, code, why,
+                 tenant=tenant, count=count, code=code, origin=why)
+            if code == UNREADABLE:
+                emit("key_problem", "%d entries cannot be opened with this store's key (a "
+                     "key replaced by minlog rekey, or altered data): they are dead "
+                     "letters (%s)", count, code,
+                     tenant=tenant, count=count)
 
     def _halves(self, lease: str, batch: list[_Item], tally: _Tally) -> None:
         half = len(batch) // 2

@@ -8,16 +8,14 @@ Waiting uses real time (`threading.Event`); the rounds themselves read the injec
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 
 from minlog.delivery.deliverer import Deliverer, StepResult
+from minlog.events import emit, redact
 
 __all__ = ["Worker"]
-
-log = logging.getLogger("minlog.delivery")
 
 
 class Worker:
@@ -76,8 +74,9 @@ class Worker:
                 if self.on_step is not None:
                     self.on_step(result)
             except Exception as exc:
-                self.deliverer.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("delivery step failed; retrying: %s", self.deliverer.last_error)
+                self.deliverer.last_error = redact(f"{type(exc).__name__}: {exc}")
+                emit("step_failed", "delivery step failed; retrying: %s",
+                     self.deliverer.last_error, error=type(exc).__name__)
                 result = StepResult(wait=self.poll)
             if result.claimed:
                 continue

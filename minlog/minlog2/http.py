@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
-import logging
 import os
 import ssl
 import tempfile
@@ -40,14 +39,13 @@ from cryptography.hazmat.primitives import serialization
 from minlog import forking
 from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.errors import ConfigurationError, DeliveryError, TransientDeliveryError
+from minlog.events import emit
 from minlog.minlog2 import idcard as _dgws
 from minlog.minlog2 import wire as _wire
 from minlog.minlog2.registration import Registration
 from minlog.minlog2.transport import BatchResult
 
 __all__ = ["CARD_FAULTS", "STS_HEADERS", "Minlog2Transport", "soap_actions"]
-
-log = logging.getLogger("minlog.transport")
 
 #: The DGWS fault codes that mean "this ID card": a new card may cure them.
 CARD_FAULTS: Final = frozenset({"dgws:expired_idcard", "dgws:invalid_idcard",
@@ -148,7 +146,7 @@ class Minlog2Transport:
         self.issuer = _dgws.check_issuer(issuer)
         self.card_validity = card_validity
         self.clock = clock
-        self.cards = _dgws.CardCache(card_margin, clock=clock)
+        self.cards = _dgws.CardCache(card_margin, clock=clock, cvr=cvr)
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._ssl = self._ssl_context(ca_bundle, client_certificate)
         self._client = self._make_client()
@@ -199,7 +197,7 @@ class Minlog2Transport:
                                              code=f"sts-http-{response.status_code}") from e
             message = (f"STS refused the system ID card (check the certificate, CVR "
                        f"{self.cvr} and the system's registration at the STS): {e}")
-            log.error("%s", message)
+            emit("sts_refused", "%s", message, cvr=self.cvr, code="sts-refused")
             raise TransientDeliveryError(message, code="sts-refused") from e
         except Exception as e:
             raise TransientDeliveryError(f"STS answer unreadable: {e}", code="sts") from e
@@ -238,11 +236,13 @@ class Minlog2Transport:
             except DeliveryError as e:
                 if self._card_refused(e, response.status_code):
                     if renewed:
-                        log.warning("the service refused a freshly issued ID card: %s", e)
+                        emit("card_refused_again", "the service refused a freshly issued ID "
+                             "card: %s", e, cvr=self.cvr, code=e.code or "")
                         raise TransientDeliveryError(
                             f"the service refused a freshly issued ID card: {e}",
                             code=e.code) from e
-                    log.info("the service refused the ID card (%s); renewing it", e.code)
+                    emit("card_refused", "the service refused the ID card (%s); renewing it",
+                         e.code, cvr=self.cvr, code=e.code or "")
                     card = self.cards.renew(card, self._fetch_card)
                     renewed = True
                     continue

@@ -49,6 +49,7 @@ from lxml import etree
 
 from minlog.core.clock import SYSTEM_CLOCK, Clock, utc_now
 from minlog.errors import ConfigurationError, DeliveryError
+from minlog.events import emit
 from minlog.minlog2.wire import SOAP_NS, parse_xml
 
 __all__ = [
@@ -585,29 +586,48 @@ def security_header(card: IdCard, *, now: _dt.datetime, flow_id: str | None = No
 
 class CardCache:
     """Holds the current card; fetches a new one when it is about to expire (by
-    ``clock``) or was refused. Thread-safe."""
+    ``clock``) or was refused. Thread-safe. ``fetched`` counts the cards fetched by why
+    (``first``, ``expiring``, ``refused``); each fetch is logged (event ``card_fetched``,
+    with ``cvr``)."""
 
     def __init__(self, margin: _dt.timedelta = _dt.timedelta(minutes=5), *,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, cvr: str = "") -> None:
         self.margin = margin
         self.clock = clock
+        self.cvr = cvr
         self._card: IdCard | None = None
         self._lock = threading.Lock()
         self.fetches = 0
+        self.fetched = {"first": 0, "expiring": 0, "refused": 0}
+
+    @property
+    def expires(self) -> _dt.datetime | None:
+        """When the current card stops being valid (None before the first)."""
+        card = self._card
+        return None if card is None else card.not_on_or_after
+
+    def _fetch(self, fetch: Callable[[], IdCard], reason: str) -> IdCard:
+        card = self._card = fetch()
+        self.fetches += 1
+        self.fetched[reason] += 1
+        emit("card_fetched", "fetched a new ID card from the STS (%s); valid until %s", reason,
+             card.not_on_or_after.isoformat(), cvr=self.cvr, reason=reason,
+             expires=card.not_on_or_after.isoformat())
+        return card
 
     def get(self, fetch: Callable[[], IdCard]) -> IdCard:
         with self._lock:
-            if self._card is None or self._card.expires_soon(utc_now(self.clock), self.margin):
-                self._card = fetch()
-                self.fetches += 1
+            if self._card is None:
+                return self._fetch(fetch, "first")
+            if self._card.expires_soon(utc_now(self.clock), self.margin):
+                return self._fetch(fetch, "expiring")
             return self._card
 
     def renew(self, refused: IdCard, fetch: Callable[[], IdCard]) -> IdCard:
         """A new card in place of ``refused`` (unless another thread renewed it already)."""
         with self._lock:
             if self._card is None or self._card is refused:
-                self._card = fetch()
-                self.fetches += 1
+                return self._fetch(fetch, "refused")
             return self._card
 
     def invalidate(self) -> None:

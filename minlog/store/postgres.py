@@ -48,10 +48,10 @@ try:
     import psycopg
     from psycopg import sql
     from psycopg_pool import ConnectionPool
-except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "the PostgreSQL store needs psycopg: pip install 'minlog[postgres]'"
-    ) from e
+except ImportError as e:  # the class stays importable; making a store says what to install
+    _NO_PSYCOPG: ImportError | None = e
+else:
+    _NO_PSYCOPG = None
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -110,6 +110,10 @@ class PostgresStore:
         read_only: bool = False,
         durability: Durability = DEFAULT_DURABILITY,
     ) -> None:
+        if _NO_PSYCOPG is not None:
+            raise ConfigurationError(
+                "the PostgreSQL store needs psycopg: pip install 'minlog[postgres]'"
+            ) from _NO_PSYCOPG
         if not _IDENT.fullmatch(schema):
             raise ConfigurationError(
                 "schema: must be a lower-case SQL identifier (letters, digits, underscore)"

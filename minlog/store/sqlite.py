@@ -29,8 +29,9 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import sqlite_utils
@@ -48,7 +49,15 @@ from minlog.store.base import (
     StoreCounts,
 )
 from minlog.store.base import durability as _durability
-from minlog.store.sqlite_schema import SCHEMA_VERSION, check, migrate, version
+from minlog.store.sqlite_schema import (
+    SCHEMA_VERSION,
+    StoreLayout,
+    check,
+    check_version,
+    describe,
+    migrate,
+    version,
+)
 
 __all__ = ["CHECKPOINT_EVERY", "SCHEMA_VERSION", "WAL_LIMIT", "SQLiteStore"]
 
@@ -69,6 +78,54 @@ WAL_LIMIT: Final = 4 * 2**20
 _SYNCHRONOUS: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
 #: How often (seconds of the callers' clock) claims truncate the WAL to nothing.
 CHECKPOINT_EVERY: Final = 60.0
+
+
+class _Transaction:
+    """The context of `SQLiteStore._tx` (a class: cheaper than a generator on the
+    recording path). Holds the fork gate (`minlog.forking.passage`) and the store's lock
+    from enter to exit."""
+
+    __slots__ = ("_conn", "_gate", "_lock")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._gate = forking.passage()
+        self._gate.__enter__()
+        self._lock = store._lock
+        self._lock.acquire()
+        if store._closed:
+            self._release()
+            raise StoreError("the store is closed")
+        self._conn = store._conn
+
+    def _release(self) -> None:
+        self._lock.release()
+        self._gate.__exit__(None, None, None)
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException as e:
+            self._release()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot start a transaction: {e}") from e
+            raise
+        return self._conn
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if error is None:
+                try:
+                    self._conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as e:
+                    error = e
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise StoreError(f"SQLite store: {error}") from error
+        finally:
+            self._release()
 
 
 class SQLiteStore:
@@ -113,7 +170,7 @@ class SQLiteStore:
                     os.chmod(f"{self.path}{suffix}", 0o600)
             self._conn = self._connect()
             if read_only:
-                self._read(lambda c: check(sqlite_utils.Database(c), str(self.path)))
+                self._read(self._check_read_only)
                 return
             if not create and not self._read(lambda c: version(sqlite_utils.Database(c))):
                 raise StoreError(f"{self.path} holds no minlog store (check the path)")
@@ -123,7 +180,7 @@ class SQLiteStore:
             with self._tx() as conn:
                 self._reap(conn)
         except (sqlite3.Error, OSError) as e:
-            self.close()
+            self.close()  # a file this minlog refuses leaves no connection behind
             raise StoreError(f"cannot open the SQLite store {self.path}: {e}") from e
         except BaseException:
             self.close()
@@ -131,26 +188,16 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction; any error rolls back and becomes `StoreError`."""
-        with forking.passage(), self._lock:
-            if self._closed:
-                raise StoreError("the store is closed")
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot start a transaction: {e}") from e
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as e:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                if isinstance(e, sqlite3.Error):
-                    raise StoreError(f"SQLite store: {e}") from e
-                raise
+    def _check_read_only(self, conn: sqlite3.Connection) -> None:
+        """A file opened read-only is not migrated: it must be this version's already."""
+        db = sqlite_utils.Database(conn)
+        check_version(db, str(self.path))
+        check(db, str(self.path))
+
+    def _tx(self) -> _Transaction:
+        """One ``BEGIN IMMEDIATE`` transaction (``with self._tx() as conn``); any error
+        rolls back and becomes `StoreError`."""
+        return _Transaction(self)
 
     def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         with forking.passage(), self._lock:
@@ -222,6 +269,12 @@ class SQLiteStore:
         if not entries:
             return []
         with self._tx() as conn:
+            if len(entries) == 1:  # the common case of record(): two statements
+                e = entries[0]
+                new = conn.execute(_SEEN_ONE, (e[0], e[1])).rowcount == 1
+                if new:
+                    conn.execute(_OUTBOX, (e[1], e[2], e[3], now, now))
+                return [new]
             if len(entries) < _ONE_BY_ONE:
                 answers = [conn.execute(_SEEN_ONE, (e[0], e[1])).rowcount == 1
                            for e in entries]
@@ -320,7 +373,7 @@ class SQLiteStore:
                 self._reap(conn)
             rows = conn.execute(
                 "UPDATE outbox SET state = 1, owner = ?, due = ?, attempts = attempts + 1 "
-                "WHERE id IN (SELECT id FROM outbox WHERE due <= ? ORDER BY due, id LIMIT ?) "
+                "WHERE id IN (SELECT id FROM outbox WHERE due <= ? ORDER BY id LIMIT ?) "
                 "RETURNING id, key, payload, attempts, tenant",
                 [token, until, now, limit]).fetchall()
         self._checkpoint(now)
@@ -354,10 +407,16 @@ class SQLiteStore:
                              [(i, lease) for i, _, _ in failures])
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._read(lambda c: c.execute(
-            "SELECT id, key, payload, attempts, code, text, died_at, tenant FROM dead "
-            "ORDER BY died_at, id LIMIT ?", [limit]).fetchall())
-        return [DeadLetter(r[0], bytes(r[1]), bytes(r[2]), *r[3:]) for r in rows]
+        rows = self._read(lambda c: list(sqlite_utils.Database(c).table("dead").rows_where(
+            select="id, key, payload, attempts, code, text, died_at, tenant",
+            order_by="died_at, id", limit=limit)))
+        return [DeadLetter(r["id"], bytes(r["key"]), bytes(r["payload"]), r["attempts"],
+                           r["code"], r["text"], r["died_at"], r["tenant"]) for r in rows]
+
+    def describe(self) -> StoreLayout:
+        """What the file holds: schema version, tables with row counts and columns, SQLite
+        settings (for inspecting commands; reads only)."""
+        return self._read(lambda c: describe(sqlite_utils.Database(c)))
 
     def redrive(self, ids: Sequence[int] | None, now: float) -> int:
         if ids is not None and not ids:
@@ -437,7 +496,6 @@ class SQLiteStore:
     def list_aliases(self, scope: str) -> list[tuple[str, bytes]]:
         """Every ``(code, sealed)`` registered in ``scope``, in code order (an operator's
         listing; one indexed range read)."""
-        rows = self._read(lambda c: c.execute(
-            "SELECT code, sealed FROM aliases WHERE scope = ? ORDER BY code", [scope]
-        ).fetchall())
-        return [(str(code), bytes(sealed)) for code, sealed in rows]
+        rows = self._read(lambda c: list(sqlite_utils.Database(c).table("aliases").rows_where(
+            "scope = ?", [scope], select="code, sealed", order_by="code")))
+        return [(str(r["code"]), bytes(r["sealed"])) for r in rows]

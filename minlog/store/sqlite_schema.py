@@ -4,8 +4,8 @@
 (``horizon_days``) and the fingerprint of its master key (``key_fingerprint``, hex; rows
 that a file of this version may lack until it is next opened with a key). `migrate`
 brings a file up to `SCHEMA_VERSION` one step at a time, inside the caller's
-transaction, and refuses a file made by a newer minlog; `check` is what a read-only
-opening does instead.
+transaction, and refuses a file made by a newer minlog; `check_version` (then `check`)
+is what a read-only opening does instead.
 
 Version 2 (this one):
 
@@ -14,11 +14,20 @@ Version 2 (this one):
 * ``outbox``: one row per entry to deliver: its key (whose hex is the SequenceNumber),
   sealed payload, tenant, state (0 pending, 1 leased), lease ``owner`` token, attempts,
   ``due`` (when pending: when it may be sent; when leased: when the lease runs out) and
-  ``accepted_at``. Indexed by ``(due, id)`` and, for leased rows, by ``owner``
-  (``outbox_leased``, added to files of this version when they are opened).
+  ``accepted_at``. Leased rows are indexed by ``owner`` (``outbox_leased``, a partial
+  index: recording, which inserts pending rows, never touches it; added to files of this
+  version when they are opened).
 * ``dead``: dead letters, with the reason's code and text; ids of their own
   (``AUTOINCREMENT``: never reused, so an operator's id always means one letter).
 * ``aliases``: the identity codes issued per scope.
+
+After migrating, `check` holds the file to the layout this version expects, by
+sqlite-utils' introspection (tables, columns, primary keys, indexes): a file altered by
+hand, or not a minlog store at all, is refused naming what is wrong, instead of failing
+later deep inside a query. `describe` (the same introspection) tells an inspecting
+command what a file holds. A future step that changes a table's columns uses
+``db[table].transform(...)`` (sqlite-utils' rebuild of a table inside the caller's
+transaction; it keeps ``AUTOINCREMENT``), or ``add_column`` for a plain new column.
 
 Version 1 (minlog 0.1) kept key blocks and outbox segments. Migrating moves every open
 outbox entry and every dead letter over unchanged (their payloads stay readable: the
@@ -30,14 +39,16 @@ again after it is logged once more.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+import attrs
 import sqlite_utils
 
 from minlog.errors import ConfigurationError, StoreError
 
-__all__ = ["SCHEMA_VERSION", "check", "migrate", "version"]
+__all__ = ["LAYOUT", "SCHEMA_VERSION", "StoreLayout", "check", "check_version", "describe",
+           "migrate", "version"]
 
 SCHEMA_VERSION: Final = 2
 
@@ -51,7 +62,8 @@ def _create_2(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"key", "payload", "tenant", "state", "attempts", "due",
                            "accepted_at"},
         defaults={"tenant": "", "state": 0, "attempts": 0}, if_not_exists=True)
-    db.table("outbox").create_index(["due", "id"], index_name="outbox_due", if_not_exists=True)
+    # No index on due: each would cost a B-tree insert (a WAL page) per first-of-day
+    # log; claims read the outbox in row order (acceptance order) instead.
     _ensure_2(db)
     # Dead letters have ids of their own, never reused (outbox row ids may be).
     db.execute("CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -113,9 +125,9 @@ def version(db: sqlite_utils.Database) -> int:
     return int(row[0]) if row else 0
 
 
-def check(db: sqlite_utils.Database, name: str) -> None:
+def check_version(db: sqlite_utils.Database, name: str) -> None:
     """Refuse a file that holds no minlog store of exactly `SCHEMA_VERSION` (for a store
-    opened read-only, which cannot migrate)."""
+    opened read-only, which cannot migrate; `check` then holds it to the layout)."""
     current = version(db)
     if current == 0:
         raise StoreError(f"{name} holds no minlog store")
@@ -146,4 +158,79 @@ def migrate(db: sqlite_utils.Database, name: str) -> None:
         _ensure_2(db)
     db.execute("INSERT OR REPLACE INTO _meta (name, value) VALUES ('schema_version', ?)",
                [SCHEMA_VERSION])
+    check(db, name)
 
+
+#: The tables of this version: each one's columns and primary key, as SQLite reports them.
+LAYOUT: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "seen": (("day", "key"), ("day", "key")),
+    "outbox": (("id", "key", "payload", "tenant", "state", "attempts", "due", "accepted_at",
+                "owner"), ("id",)),
+    "dead": (("id", "key", "payload", "attempts", "code", "text", "died_at", "accepted_at",
+              "tenant"), ("id",)),
+    "aliases": (("scope", "code", "subject", "sealed"), ("scope", "code")),
+    "_meta": (("name", "value"), ("name",)),
+}
+#: The indexes of this version, by table.
+INDEXES: Final[Mapping[str, frozenset[str]]] = {
+    "aliases": frozenset({"aliases_subject"})}
+
+
+def check(db: sqlite_utils.Database, name: str) -> None:
+    """Refuse (`StoreError`, naming the table and what is wrong) a file whose tables are
+    not this version's layout (`LAYOUT`, `INDEXES`), as sqlite-utils introspects them."""
+    present = set(db.table_names())
+    for table, (columns, pk) in LAYOUT.items():
+        if table not in present:
+            raise StoreError(f"{name} is not a minlog store of schema {SCHEMA_VERSION}: "
+                             f"the table {table} is missing")
+        t = db.table(table)
+        have = tuple(t.columns_dict)
+        if set(have) != set(columns):
+            missing = sorted(set(columns) - set(have))
+            extra = sorted(set(have) - set(columns))
+            raise StoreError(
+                f"{name}: the table {table} does not have the columns of schema "
+                f"{SCHEMA_VERSION} (missing: {', '.join(missing) or '-'}; unexpected: "
+                f"{', '.join(extra) or '-'}); was it altered by hand?")
+        if tuple(t.pks) != pk:
+            raise StoreError(f"{name}: the table {table} has the primary key "
+                             f"{', '.join(t.pks)}, not {', '.join(pk)}")
+        wanted = INDEXES.get(table, frozenset())
+        missing_ix = wanted - {ix.name for ix in t.indexes}
+        if missing_ix:
+            raise StoreError(f"{name}: the table {table} lacks the index "
+                             f"{', '.join(sorted(missing_ix))}")
+
+
+@attrs.frozen(slots=True)
+class StoreLayout:
+    """What a SQLite store file holds (`describe`): its schema version, its tables with
+    their row counts and columns, and SQLite's journal mode and page figures."""
+
+    schema_version: int
+    tables: Mapping[str, int]
+    columns: Mapping[str, tuple[str, ...]]
+    journal_mode: str
+    page_size: int
+    page_count: int
+
+    @property
+    def size(self) -> int:
+        """Bytes in the main file (pages times page size)."""
+        return self.page_size * self.page_count
+
+
+def describe(db: sqlite_utils.Database) -> StoreLayout:
+    """The layout of the file behind ``db``, read-only (sqlite-utils' introspection)."""
+    row = db.execute("SELECT value FROM _meta WHERE name = 'schema_version'").fetchone() \
+        if db.table("_meta").exists() else None
+    names = sorted(t for t in db.table_names() if not t.startswith("sqlite_"))
+    return StoreLayout(
+        schema_version=int(row[0]) if row else 0,
+        tables={t: db.table(t).count for t in names},
+        columns={t: tuple(db.table(t).columns_dict) for t in names},
+        journal_mode=str(db.execute("PRAGMA journal_mode").fetchone()[0]),
+        page_size=int(db.execute("PRAGMA page_size").fetchone()[0]),
+        page_count=int(db.execute("PRAGMA page_count").fetchone()[0]),
+    )
