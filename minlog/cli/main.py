@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from minlog.cli.bench import add_command as add_bench_command
 from minlog.cli.identity import add_commands as add_identity_commands
 from minlog.client.facade import MinLog
 from minlog.errors import DeliveryError, MinlogError, TransientDeliveryError
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     drain.set_defaults(func=cmd_drain)
 
     add_identity_commands(store_parser)  # resolve, codes
+    add_bench_command(sub)  # bench (minlog.cli.bench)
     return parser
 
 
