@@ -30,7 +30,7 @@ from minlog.testing.workload import MorningPeak
 TINY = MorningPeak(employees=6, citizens=120, visits=5, opens=4.0)
 _RUN = RunResult(name="flat-out", feed="record", threads=1, rate=None, events=100,
                  first_of_day=10, seconds=1.0, first=None, duplicates=None, lag=None,
-                 delivered=None, backlog=None, drain_s=None, delivery_s=None,
+                 delivered=None, requests=None, backlog=None, drain_s=None, delivery_s=None,
                  timeline=Timeline(0.05, (), ()))
 
 
@@ -144,6 +144,8 @@ class TestRun:
         """The worker delivers every first-of-day log to FakeNSP, with no rate limit."""
         for r in result.runs:
             assert r.delivered == r.first_of_day
+            assert r.requests is not None
+            assert 1 <= r.requests <= r.first_of_day
             assert r.drain_s is not None
             assert r.delivery_per_s
             assert sum(r.timeline.delivered) == r.first_of_day
@@ -424,3 +426,31 @@ class TestReceiver:
         assert receiver._proc.stdout.closed
         assert receiver._proc.stdin is not None
         assert receiver._proc.stdin.closed
+
+
+class TestInterrupted:
+    def test_sigterm_removes_the_benchmark_stores(self, tmp_path: Path) -> None:
+        """A benchmark stopped by SIGTERM (a CI job's timeout) still removes the stores it
+        made, and exits with 143."""
+        import signal
+        import time
+
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "minlog", "bench", str(tmp_path / "b.sqlite"),
+             "--employees", "400", "--receiver", "memory", "--quiet", "--rounds", "50"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(p.suffix == ".sqlite" for d in tmp_path.iterdir()
+                          for p in d.iterdir()):
+                assert time.monotonic() < deadline, "the benchmark made no store"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 143
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import selectors
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -61,8 +62,6 @@ class Receiver:
     def _line(self, timeout: float) -> dict[str, Any]:
         out = self._proc.stdout
         assert out is not None
-        import selectors
-
         with selectors.DefaultSelector() as sel:
             sel.register(out, selectors.EVENT_READ)
             if not sel.select(timeout):

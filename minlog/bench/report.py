@@ -52,6 +52,9 @@ def _runs(runs: tuple[RunResult, ...], rounds: int) -> list[str]:
         rows += [
             ("delivery entries/s (start of recording to drained)",
              ["-" if r.delivery_per_s is None else _n(r.delivery_per_s) for r in runs]),
+            ("delivery requests; entries per request",
+             ["-" if not r.requests or r.delivered is None else
+              f"{r.requests:,}; {r.delivered / r.requests:,.1f}" for r in runs]),
             ("backlog when recording ended; drained in",
              ["-" if r.backlog is None else
               f"{r.backlog:,}; " + ("NOT drained" if r.drain_s is None else f"{r.drain_s:.2f} s")

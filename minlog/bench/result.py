@@ -76,6 +76,7 @@ class RunResult:
     duplicates: Latency | None  # calls answered "duplicate" throughout
     lag: Latency | None  # paced runs: how late calls started after their arrival time
     delivered: int | None  # None: delivery was off
+    requests: int | None  # delivery requests the receiver answered
     backlog: int | None  # entries not yet delivered when recording ended
     drain_s: float | None  # from the end of recording until all was delivered
     delivery_s: float | None  # from the start of recording until all was delivered

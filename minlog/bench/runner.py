@@ -260,7 +260,7 @@ def _morning(name: str, config: BenchConfig, places: Places, prepared: Prepared,
         t0 = [0]
         start = threading.Barrier(len(plans) + 1,
                                   action=lambda: t0.__setitem__(0, time.perf_counter_ns()))
-        threads = [threading.Thread(target=_caller, name=f"bench-caller-{k}",
+        threads = [threading.Thread(target=_caller, name=f"bench-caller-{k}", daemon=True,
                                     args=(log, config, plan, rate, start, t0, out))
                    for k, (plan, out) in enumerate(zip(plans, outs, strict=True))]
         for t in threads:
@@ -295,7 +295,8 @@ def _morning(name: str, config: BenchConfig, places: Places, prepared: Prepared,
         events=len(prepared.events), first_of_day=firsts, seconds=(ended - t0[0]) / 1e9,
         first=_latency(outs, want_first=True), duplicates=_latency(outs, want_first=False),
         lag=latency([x for o in outs for x in o.lags]) if rate is not None else None,
-        delivered=delivered, backlog=backlog, drain_s=drain_s, delivery_s=delivery_s,
+        delivered=delivered, requests=len(transport.sends) if config.delivery else None,
+        backlog=backlog, drain_s=drain_s, delivery_s=delivery_s,
         timeline=_timeline(outs, transport.sends, t0[0], drained_at))
 
 

@@ -1,14 +1,19 @@
 """``minlog bench``: the morning peak with a vendor's volumes, on its store, with thresholds.
 
 Exit status: 0 when every ``--require-*`` threshold is met, 3 when one is missed (the
-report says which), 1 on an error, 2 on bad usage.
+report says which), 1 on an error, 2 on bad usage, 143 when stopped by SIGTERM (its
+stores are removed all the same).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -58,7 +63,8 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"minlog bench: {text}\n")
             sys.stderr.flush()
 
-    result = run(config, progress)
+    with _cleanup_on_sigterm():
+        result = run(config, progress)
     data = result.to_dict()
     if args.json:
         out.write(json.dumps(data, indent=2) + "\n")
@@ -79,6 +85,24 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(f"minlog bench: threshold missed: {missed}\n")
         return EXIT_MISSED
     return 0
+
+
+@contextlib.contextmanager
+def _cleanup_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a CI job's timeout) ends the benchmark as an exception would, so that it
+    removes the stores it made; the exit status is then 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _config(args: argparse.Namespace) -> BenchConfig:
@@ -111,7 +135,8 @@ def add_command(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "bench", help="benchmark a morning peak with your volumes on your store",
         description=cmd_bench.__doc__, epilog="Exit status: 0 every threshold met; "
-        "3 a threshold missed; 1 an error; 2 bad usage. See docs/performance.md.")
+        "3 a threshold missed; 1 an error; 2 bad usage; 143 stopped by SIGTERM (the "
+        "benchmark's stores removed). See docs/performance.md.")
     p.add_argument("store", help="SQLite path (the benchmark runs in fresh files in a new "
                    "folder beside it, never in it) or postgresql:// URL (fresh schemas)")
     w = p.add_argument_group("the workload (a morning peak on a fixed day)")
