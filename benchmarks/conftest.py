@@ -32,6 +32,7 @@ import pytest
 
 import minlog
 from minlog import Access, MemoryTransport, MinLog
+from minlog.bench.workload import first_accesses, hot_set_events, peak_for
 from minlog.core.clock import FixedClock
 from minlog.testing.workload import MorningPeak
 
@@ -102,25 +103,6 @@ def _scale(config: pytest.Config) -> float:
     return SMOKE_SCALE if _disabled(config) else FULL_SCALE
 
 
-def peak_for(scale: float, **overrides: Any) -> MorningPeak:
-    """The default morning peak with ``scale`` times the employees and the citizens."""
-    base = MorningPeak()
-    return MorningPeak(employees=max(1, round(base.employees * scale)),
-                       citizens=max(base.visits, round(base.citizens * scale)), **overrides)
-
-
-def first_accesses(events: Sequence[Access]) -> list[Access]:
-    """The first access of each (employee, citizen) pair (one day), in order."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for a in events:
-        pair = (a.employee.id, a.citizen)
-        if pair not in seen:
-            seen.add(pair)
-            out.append(a)
-    return out
-
-
 def as_utc(events: Sequence[Access]) -> list[Access]:
     """The same accesses with ``at`` in UTC (as a system that logs in UTC gives them)."""
     return [Access(a.citizen, a.employee, a.organisation, a.activity,
@@ -140,16 +122,10 @@ def workload(pytestconfig: pytest.Config) -> Workload:
     )
 
 
-@pytest.fixture(scope="session")
-def hot_set_events(workload: Workload) -> list[Access]:
+@pytest.fixture(scope="session", name="hot_set_events")
+def hot_set_events_fixture(workload: Workload) -> list[Access]:
     """``workload.hot_set_keys`` distinct first-of-day accesses of one day (opens=1)."""
-    n = workload.hot_set_keys
-    base = MorningPeak()
-    peak = MorningPeak(employees=-(-n // base.visits), citizens=max(base.visits, n // 4),
-                       opens=1.0)
-    events = first_accesses(peak.events())[:n]
-    assert len(events) == n
-    return events
+    return hot_set_events(workload.hot_set_keys)
 
 
 # --------------------------------------------------------------------------- stores

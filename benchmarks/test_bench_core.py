@@ -10,9 +10,7 @@ The assertions after a run check the answers were right, never the speed.
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
-import json
 import sqlite3
 import sys
 import time
@@ -24,7 +22,7 @@ from typing import Any
 import pytest
 
 from minlog import Access, MinLog
-from minlog.core.days import COPENHAGEN
+from minlog.bench.baselines import naive_open, naive_run
 
 ARRIVAL_BATCH = 1_000  # keep in step with conftest.ARRIVAL_BATCH
 NAIVE = "morning peak: naive baseline, one commit per event"  # conftest.NAIVE
@@ -123,53 +121,6 @@ class TestFirstOfDay:
 
 
 # --------------------------------------------------------------------------- morning peak
-
-
-NAIVE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen (
-    employee TEXT NOT NULL, citizen TEXT NOT NULL, day TEXT NOT NULL,
-    PRIMARY KEY (employee, citizen, day)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY, payload TEXT NOT NULL, created REAL NOT NULL
-);
-"""
-
-
-def naive_open(path: Path) -> sqlite3.Connection:
-    """What a vendor writes by hand: WAL, synchronous=NORMAL (minlog's default too)."""
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.executescript(NAIVE_SCHEMA)
-    return conn
-
-
-def naive_record(conn: sqlite3.Connection, access: Access, system_name: str) -> bool:
-    """One event: INSERT OR IGNORE into the seen table, an outbox row when new, a commit."""
-    e, o = access.employee, access.organisation
-    day = access.at.astimezone(COPENHAGEN).date().isoformat()
-    with conn:  # BEGIN (implicit) ... COMMIT
-        new = conn.execute("INSERT OR IGNORE INTO seen (employee, citizen, day) VALUES (?, ?, ?)",
-                           (e.id, access.citizen, day)).rowcount == 1
-        if new:
-            payload = json.dumps({
-                "system_name": system_name, "activity": access.activity,
-                "person_identifier": access.citizen, "user_person_identifier": e.id,
-                "date_time": access.at.astimezone(dt.UTC).isoformat(),
-                "person_identifier_source": access.citizen_source,
-                "user_person_identifier_source": e.source,
-                "organisation_id": o.id, "organisation_id_source": o.source,
-                "organisation_name": o.name, "user_person_name": e.name, "user_role": e.role,
-            }, ensure_ascii=False)
-            conn.execute("INSERT INTO outbox (payload, created) VALUES (?, ?)",
-                         (payload, time.time()))
-    return new
-
-
-def naive_run(conn: sqlite3.Connection, events: list[Access]) -> None:
-    for access in events:
-        naive_record(conn, access, "Bench EOJ")
 
 
 @pytest.mark.benchmark(group="morning peak")

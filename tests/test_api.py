@@ -38,6 +38,15 @@ class TestPublicApi:
             "TestPki",
             "issue_card", "make_test_certificate", "make_test_federation", "make_test_pki"]
 
+    def test_bench_api(self) -> None:
+        """minlog.bench exports the benchmark's run, its configuration and its results."""
+        import minlog.bench
+
+        assert minlog.bench.__all__ == [
+            "BenchConfig", "BenchResult", "Check", "Latency", "MemoryResult", "NaiveResult",
+            "ProbeResult", "Requirements", "RunResult", "Timeline", "run"]
+        assert all(hasattr(minlog.bench, name) for name in minlog.bench.__all__)
+
     def test_py_typed_is_shipped(self) -> None:
         """The package is marked as typed."""
         assert (Path(minlog.__file__).parent / "py.typed").exists()
@@ -68,7 +77,7 @@ class TestCli:
                  if isinstance(a, argparse._SubParsersAction) for a in a._choices_actions}
         commands = _commands()
         assert set(commands) == {"demo", "status", "dead-letters", "redrive", "purge", "drain",
-                                 "resolve", "codes", "rekey"}
+                                 "resolve", "codes", "rekey", "bench"}
         for name, sub in commands.items():
             assert helps.get(name), name
             assert sub.description, name

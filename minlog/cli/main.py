@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from minlog.cli.bench import add_command as add_bench_command
 from minlog.cli.identity import add_commands as add_identity_commands
 from minlog.cli.keys import add_commands as add_key_commands
 from minlog.client.facade import MinLog
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_identity_commands(store_parser)  # resolve, codes
     add_key_commands(store_parser)  # rekey
+    add_bench_command(sub)  # bench (minlog.cli.bench)
     return parser
 
 

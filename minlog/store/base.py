@@ -26,15 +26,16 @@ method completes or raises `StoreError`; `append` is ONE transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Literal, NamedTuple, Protocol
 
 import attrs
 
 from minlog.errors import ConfigurationError
 
-__all__ = ["DEFAULT_DURABILITY", "DeadLetter", "Durability", "Lease", "NewEntry",
-           "OutboxEntry", "Store", "StoreCounts", "durability"]
+__all__ = ["DEFAULT_DURABILITY", "POSTGRES_SYNCHRONOUS_COMMIT", "SQLITE_SYNCHRONOUS",
+           "DeadLetter", "Durability", "Lease", "NewEntry", "OutboxEntry", "Store",
+           "StoreCounts", "durability"]
 
 #: How durable a commit is when it returns (`record` returns after it):
 #:
@@ -49,6 +50,10 @@ __all__ = ["DEFAULT_DURABILITY", "DeadLetter", "Durability", "Lease", "NewEntry"
 Durability = Literal["process", "power"]
 #: The default: what was accepted is not lost to a power cut (see docs/operations.md).
 DEFAULT_DURABILITY: Final[Durability] = "power"
+#: What each level is in SQLite (``synchronous``, WAL mode) and in PostgreSQL
+#: (``synchronous_commit``): the one mapping, used by the stores and by ``minlog bench``.
+SQLITE_SYNCHRONOUS: Final[Mapping[str, str]] = {"process": "NORMAL", "power": "FULL"}
+POSTGRES_SYNCHRONOUS_COMMIT: Final[Mapping[str, str]] = {"process": "off", "power": "on"}
 
 
 def durability(value: object) -> Durability:

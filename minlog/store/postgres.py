@@ -35,6 +35,7 @@ from minlog.errors import ConfigurationError, StoreError
 from minlog.store import owners
 from minlog.store.base import (
     DEFAULT_DURABILITY,
+    POSTGRES_SYNCHRONOUS_COMMIT,
     DeadLetter,
     Durability,
     Lease,
@@ -151,7 +152,7 @@ class PostgresStore:
         return pool
 
     def _connect_options(self) -> dict[str, Any]:
-        settings = [f"-c synchronous_commit={'off' if self.durability == 'process' else 'on'}"]
+        settings = [f"-c synchronous_commit={POSTGRES_SYNCHRONOUS_COMMIT[self.durability]}"]
         if self.read_only:
             settings.append("-c default_transaction_read_only=on")
         return {"connect_timeout": int(self._timeout), "options": " ".join(settings)}

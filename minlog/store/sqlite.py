@@ -41,6 +41,7 @@ from minlog.errors import StoreError
 from minlog.store import owners
 from minlog.store.base import (
     DEFAULT_DURABILITY,
+    SQLITE_SYNCHRONOUS,
     DeadLetter,
     Durability,
     Lease,
@@ -74,8 +75,6 @@ _LOOKUP: Final = 250
 _ONE_BY_ONE: Final = 16
 #: The size the WAL file is cut back to whenever SQLite starts it over (bytes).
 WAL_LIMIT: Final = 4 * 2**20
-#: SQLite's ``synchronous`` for each durability (in WAL mode).
-_SYNCHRONOUS: Final[dict[str, str]] = {"process": "NORMAL", "power": "FULL"}
 #: How often (seconds of the callers' clock) claims truncate the WAL to nothing.
 CHECKPOINT_EVERY: Final = 60.0
 
@@ -157,7 +156,7 @@ class SQLiteStore:
         self._checkpointed_at = float("-inf")
         self._closed = False
         self._busy_timeout = busy_timeout
-        self._synchronous = _SYNCHRONOUS[self.durability]
+        self._synchronous = SQLITE_SYNCHRONOUS[self.durability]
         create = create and not read_only
         if not create and not self.path.is_file():
             raise StoreError(f"there is no SQLite store at {self.path} (check the path)")
