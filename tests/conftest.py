@@ -18,7 +18,10 @@ settings.register_profile("ci", deadline=None,
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-if "faketime" in os.environ.get("LD_PRELOAD", ""):
+#: True when the tests run under libfaketime (CI's runs at other dates).
+UNDER_FAKETIME = "faketime" in os.environ.get("LD_PRELOAD", "")
+
+if UNDER_FAKETIME:
     # CI runs the fast tests again under libfaketime at other dates. Its 0.9.10 (Debian
     # 12) breaks time.sleep on Python 3.11+ when the monotonic clock is left alone
     # (clock_nanosleep with TIMER_ABSTIME fails with EINVAL: libfaketime issue #426), and

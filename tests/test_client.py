@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import UNDER_FAKETIME
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -528,6 +529,8 @@ class TestConcurrency:
 
 class TestForkAndExit:
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+    @pytest.mark.skipif(UNDER_FAKETIME, reason="libfaketime is not fork-safe with threads "
+                        "(see tests/test_fork.py)")
     def test_forked_child_gets_its_own_connection(self, db: Path) -> None:
         """A child forked after open records and flushes on fresh connections, and keeps
         the parent's connection without closing it."""

@@ -19,13 +19,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import UNDER_FAKETIME
 
 from minlog import Access, Employee, MemoryTransport, MinLog, Organisation
 from minlog.core.clock import FixedClock
 from minlog.core.days import COPENHAGEN
 from minlog.store.sqlite import SQLiteStore
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork"),
+    # libfaketime's own locks are not fork-safe: a child forked while another thread is
+    # inside libfaketime can hang at its first clock read (seen in 1 of 4 runs of 50
+    # forks). These tests run in the plain runs, where time is the machine's.
+    pytest.mark.skipif(UNDER_FAKETIME, reason="libfaketime is not fork-safe with threads"),
+]
 
 KEY = bytes(range(32))
 ORG = Organisation("380000000000001", "SOR", "Hjemmeplejen Nord")
