@@ -194,6 +194,36 @@ class TestOutbox:
         store.ack(fresh.token, ids)
         assert store.counts().in_flight == 0
 
+    def test_release_returns_this_instances_leases_at_once(
+            self, store_target: dict[str, Any]) -> None:
+        """release_leases puts the entries this instance leased and has not settled back
+        to pending, due at once in their order; another instance's lease is untouched,
+        and a late settlement under a released lease changes nothing."""
+        mine, other = reopen(store_target), reopen(store_target)
+        try:
+            mine.append([pend(n) for n in range(5)], 1.0)
+            first = mine.claim(2, 60, 5.0)
+            second = mine.claim(1, 60, 5.0)
+            theirs = other.claim(1, 60, 5.0)
+            mine.ack(second.token, [second.entries[0].id])
+            assert mine.release_leases() == 2
+            c = mine.counts()
+            assert (c.pending, c.in_flight) == (3, 1)
+            assert mine.next_due() == 1.0  # due as accepted: before the lease's end
+            mine.ack(first.token, [e.id for e in first.entries])
+            mine.bury(first.token, [(first.entries[0].id, "late", "too late")], 6.0)
+            assert mine.counts().pending == 3
+            again = other.claim(10, 60, 6.0)
+            assert [e.id for e in again.entries] == sorted(
+                [e.id for e in first.entries] + [again.entries[-1].id])
+            assert [e.attempts for e in again.entries[:2]] == [2, 2]
+            assert theirs.entries[0].id not in {e.id for e in again.entries}
+            assert mine.release_leases() == 0
+            assert other.release_leases() == 4
+        finally:
+            mine.close()
+            other.close()
+
     def test_retry_defers(self, store: Store) -> None:
         """A retried entry is due again only at its not_before time."""
         store.append([pend(1)], 1.0)

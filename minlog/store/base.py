@@ -174,6 +174,14 @@ class Store(Protocol):
         out), oldest first, for ``lease_seconds``; their attempt counters go up."""
         ...
 
+    def release_leases(self) -> int:
+        """Return every entry this store instance leased and has not settled to pending,
+        due at once in its order (as a lease taken back from an owner gone); returns how
+        many. For a delivery process that stops with a batch in flight: any process on
+        any host may claim its entries at once, instead of when the lease runs out. A
+        later settlement under a released lease changes nothing."""
+        ...
+
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         """The receiver took these entries of ``lease``: remove them from the outbox."""
         ...

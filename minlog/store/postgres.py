@@ -463,16 +463,22 @@ class PostgresStore:
         return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
                                   for r in rows), until)
 
-    def _reap(self, conn: psycopg.Connection[Any]) -> None:
+    def _reap(self, conn: psycopg.Connection[Any], *, mine: bool = False) -> int:
         """Return entries leased by owners of this host that are gone
-        (`minlog.store.owners`) to pending, due at once; one check per owner."""
+        (`minlog.store.owners`), or by this instance (``mine``), to pending, due at once;
+        one check per owner."""
         tokens = [str(r[0]) for r in conn.execute(self._q(
             "SELECT DISTINCT owner FROM {s}.outbox WHERE state = 1 AND owner IS NOT NULL"))]
-        gone = owners.gone(tokens)
-        if gone:
-            conn.execute(self._q(
-                "UPDATE {s}.outbox SET state = 0, owner = NULL, due = accepted_at "
-                "WHERE state = 1 AND owner = ANY(%s)"), [gone])
+        prefix = self._owner.prefix
+        chosen = [t for t in tokens if t.startswith(prefix)] if mine else owners.gone(tokens)
+        if not chosen:
+            return 0
+        return conn.execute(self._q(
+            "UPDATE {s}.outbox SET state = 0, owner = NULL, due = accepted_at "
+            "WHERE state = 1 AND owner = ANY(%s)"), [chosen]).rowcount
+
+    def release_leases(self) -> int:
+        return self._run(lambda conn: self._reap(conn, mine=True))
 
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:

@@ -222,15 +222,18 @@ class SQLiteStore:
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
             return conn
 
-    def _reap(self, conn: sqlite3.Connection) -> None:
-        """Return entries leased by owners that are gone (`minlog.store.owners`) to
-        pending, due at once (oldest first). The distinct owners of leased entries come
-        from a partial index; one check per owner, not per entry."""
+    def _reap(self, conn: sqlite3.Connection, *, mine: bool = False) -> int:
+        """Return entries leased by owners that are gone (`minlog.store.owners`), or by
+        this instance (``mine``), to pending, due at once (oldest first). The distinct
+        owners of leased entries come from a partial index; one check per owner, not per
+        entry."""
         tokens = [str(r[0]) for r in conn.execute(
             "SELECT DISTINCT owner FROM outbox WHERE state = 1 AND owner IS NOT NULL")]
-        for token in owners.gone(tokens):
-            conn.execute("UPDATE outbox SET state = 0, owner = NULL, due = accepted_at "
-                         "WHERE state = 1 AND owner = ?", [token])
+        prefix = self._owner.prefix
+        return sum(conn.execute("UPDATE outbox SET state = 0, owner = NULL, due = accepted_at "
+                                "WHERE state = 1 AND owner = ?", [token]).rowcount
+                   for token in ([t for t in tokens if t.startswith(prefix)] if mine
+                                 else owners.gone(tokens)))
 
     def _checkpoint(self, now: float) -> None:
         """Every `CHECKPOINT_EVERY` seconds (of ``now``): copy the WAL into the database
@@ -379,6 +382,10 @@ class SQLiteStore:
         rows.sort(key=lambda r: r[0])
         return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
                                   for r in rows), until)
+
+    def release_leases(self) -> int:
+        with self._tx() as conn:
+            return self._reap(conn, mine=True)
 
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:
