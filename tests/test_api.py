@@ -105,7 +105,7 @@ class TestCli:
                                      dt.datetime.now(dt.UTC)))
             log.flush(timeout=5)
         capsys.readouterr()
-        assert cli.main(["status", str(db)]) == 0
+        assert cli.main(["status", str(db)]) == 3  # dead letters wait (minlog.cli.exits)
         assert "dead letters:       1" in capsys.readouterr().out
         assert cli.main(["dead-letters", str(db)]) == 0
         listed = capsys.readouterr().out

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from minlog.bench import BenchConfig, Requirements, run
 from minlog.bench.report import table
 from minlog.bench.workload import shaped
+from minlog.cli.console import Progress
 from minlog.errors import ConfigurationError
 from minlog.testing.workload import MorningPeak
 
@@ -56,12 +57,7 @@ def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"minlog bench: {plot.INSTALL_HINT}\n")
             return 2
     config = _config(args)
-    quiet = args.quiet
-
-    def progress(text: str) -> None:
-        if not quiet:
-            sys.stderr.write(f"minlog bench: {text}\n")
-            sys.stderr.flush()
+    progress = Progress("bench", enabled=not args.quiet).line
 
     with _cleanup_on_sigterm():
         result = run(config, progress)

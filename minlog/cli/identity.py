@@ -148,7 +148,7 @@ def cmd_codes(args: argparse.Namespace, out: TextIO) -> int:
     org = _organisation(args)
     with _open(args) as log:
         codes = log._identity.codes(org)
-    text = _render(org, codes, args.format)
+    text = _render(org, codes, "json" if args.json else args.format)
     sys.stderr.write(_PROTECT)
     if args.output:
         _write_new(args.output, text)
@@ -174,14 +174,13 @@ def add_commands(store_parser: Callable[[str, str, str | None], argparse.Argumen
                          help='the code or the shown text, e.g. "Medarbejder K7Q4-9MX2" '
                               "(words typed apart are joined)")
     organisation(resolve)
-    resolve.add_argument("--json", action="store_true", help="print JSON")
     resolve.set_defaults(func=cmd_resolve)
 
     codes = store_parser("codes", "list an organisation's identity codes (CSV or JSON)",
                          cmd_codes.__doc__)
     organisation(codes)
     codes.add_argument("--format", choices=("csv", "json"), default="csv",
-                       help="csv (default) or json")
+                       help="csv (default) or json (the same as --json)")
     codes.add_argument("--output", default=None,
                        help="write to this new file (mode 0600) instead of standard output")
     codes.set_defaults(func=cmd_codes)

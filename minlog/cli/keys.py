@@ -10,9 +10,12 @@ old key file from the backup costs nothing: do that when you can.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
+from minlog.cli import exits
+from minlog.cli.console import write_json
 from minlog.client import keying
 from minlog.core.ledger import DEFAULT_HORIZON_DAYS
 from minlog.core.sealing import Keys, key_id
@@ -31,29 +34,36 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
     assert path is not None  # the key is a path here, never bytes
     from minlog.cli.main import store_options  # the one way commands name a store
 
+    say = sys.stderr if args.json else out
+    answer: dict[str, Any] = {"done": False, "already": False, "key_file": str(path),
+                              "key_id": None, "cost": []}
     store = open_store(args.store, **store_options(args, create=False))
     try:
         recorded = store.key_fingerprint()
         if path.exists() and recorded == Keys(load_or_create_key(path, create=False)
                                               ).fingerprint:
-            out.write(f"{path} holds the store's key already (key id {key_id(recorded)}): "
+            say.write(f"{path} holds the store's key already (key id {key_id(recorded)}): "
                       "nothing to do\n")
-            return 0
-        if not args.force:
+            answer.update(done=True, already=True, key_id=key_id(recorded))
+        elif not args.force:
             horizon = store.horizon_days(0) or DEFAULT_HORIZON_DAYS
-            out.write(f"minlog rekey gives {args.store} a new master key ({path}). "
+            answer["cost"] = cost = keying.rekey_cost(store, horizon)
+            say.write(f"minlog rekey gives {args.store} a new master key ({path}). "
                       "What the old key protects is lost:\n")
-            for line in keying.rekey_cost(store, horizon):
-                out.write(f"  - {line}\n")
-            out.write("Restore the old key file from the backup instead, if you can. To go "
+            for line in cost:
+                say.write(f"  - {line}\n")
+            say.write("Restore the old key file from the backup instead, if you can. To go "
                       "ahead, run the command again with --force.\n")
-            return 1
-        _, new = keying.rekey(store, path)
+        else:
+            _, new = keying.rekey(store, path)
+            answer.update(done=True, key_id=new)
+            say.write(f"{args.store} now belongs to the key in {path} (key id {new}). Back "
+                      "that file up now, apart from the database backups.\n")
     finally:
         store.close()
-    out.write(f"{args.store} now belongs to the key in {path} (key id {new}). Back that "
-              "file up now, apart from the database backups.\n")
-    return 0
+    if args.json:
+        write_json(out, answer)
+    return exits.OK if answer["done"] else exits.ERROR
 
 
 def add_commands(store_parser: Callable[[str, str, str | None], argparse.ArgumentParser]
