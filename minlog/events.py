@@ -112,6 +112,21 @@ EVENTS: Final[Mapping[str, Event]] = {
                                  "`ConfigurationError` is raised)."),
     "collect_failed": Event("minlog.metrics", _W, ("error",),
                             "Metrics could not read the store (``minlog_store_up`` is 0)."),
+    "worker_started": Event("minlog.service", _I, ("health_port",),
+                            "``minlog worker`` delivers until SIGTERM or SIGINT; "
+                            "``health_port``: the port of /healthz and /metrics on "
+                            "127.0.0.1 (0: none)."),
+    "worker_stopping": Event("minlog.service", _I, ("signal",),
+                             "The worker was asked to stop: the round under way is "
+                             "finished (its outcome recorded), nothing new is claimed."),
+    "leases_released": Event("minlog.service", _W, ("count",),
+                             "The round under way did not finish within the stop timeout: "
+                             "its ``count`` entries were given back to pending at once "
+                             "(sent again later; a request that reached the receiver "
+                             "meanwhile makes them arrive twice)."),
+    "worker_stopped": Event("minlog.service", _I, ("rounds", "delivered", "released"),
+                            "The worker stopped: ``rounds`` delivery rounds, ``delivered`` "
+                            "entries, ``released`` entries given back at the stop."),
     "closed": Event(_M, _I, ("delivered_all",),
                     "The instance was closed; ``delivered_all`` is False when entries were "
                     "left in the store for next time."),

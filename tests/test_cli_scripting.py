@@ -65,7 +65,8 @@ def transport_toml(folder: Path, nsp: FakeNSP) -> Path:
 
 def one_json(out: str) -> dict[str, object]:
     """Standard output holds exactly one JSON document, on one line."""
-    assert out.count("\n") == 1 and out.endswith("\n"), out
+    assert out.count("\n") == 1, out
+    assert out.endswith("\n"), out
     doc = json.loads(out)
     assert isinstance(doc, dict)
     return doc
@@ -93,12 +94,14 @@ class TestJson:
         status, out, _ = run("dead-letters", str(db), "--json")
         letters = one_json(out)["dead_letters"]
         assert status == exits.OK
-        assert isinstance(letters, list) and len(letters) == 3
+        assert isinstance(letters, list)
+        assert len(letters) == 3
         assert set(letters[0]) == {"id", "died_at", "code", "text", "attempts", "readable",
                                    "activity", "at"}
         assert (letters[0]["code"], letters[0]["activity"], letters[0]["readable"]) == (
             "E9", "Opslag", True)
-        assert CITIZEN not in out and "0101700000" not in out
+        assert CITIZEN not in out
+        assert "0101700000" not in out
         status, out, _ = run("redrive", str(db), "--all", "--json")
         assert (status, one_json(out)) == (exits.OK, {"redriven": 3})
 
@@ -122,7 +125,8 @@ class TestJson:
         doc = one_json(out)
         assert status == exits.ERROR
         assert set(doc) == {"done", "already", "key_file", "key_id", "cost"}
-        assert doc["done"] is False and doc["cost"]
+        assert doc["done"] is False
+        assert doc["cost"]
         assert "--force" in err
         assert not Path(f"{db}.key").exists()
 
@@ -277,7 +281,9 @@ class TestVerbose:
                             "--config", config, "--rate-limit", "none")
         events = [json.loads(line) for line in err.splitlines()]
         delivered = [e for e in events if e["event"] == "batch_delivered"]
-        assert delivered and delivered[0]["acked"] == 2 and delivered[0]["level"] == "INFO"
+        assert delivered
+        assert delivered[0]["acked"] == 2
+        assert delivered[0]["level"] == "INFO"
         assert CITIZEN not in err
 
     def test_the_formatter_redacts(self) -> None:
@@ -312,5 +318,6 @@ class TestProgress:
         finally:
             os.close(leader)
             os.close(follower)
-        assert written.count(b"\r  [") == 2 and b"100/100" in written  # (the tty adds
+        assert written.count(b"\r  [") == 2
+        assert b"100/100" in written
         # a \r of its own before the final newline)

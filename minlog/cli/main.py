@@ -7,7 +7,8 @@ that inspect (``status``, ``dead-letters``, ``resolve``, ``codes``) open it read
 
 Every command takes ``--json`` (one JSON document on standard output, keys listed in
 docs/operations.md) and ``-v`` (the library's log events on standard error at INFO);
-exit statuses are `minlog.cli.exits`.
+exit statuses are `minlog.cli.exits`. ``minlog worker`` is the delivery service
+(`minlog.cli.worker`, `minlog.service`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from minlog.cli.console import LOG_FORMATS, log_to_stderr, write_json
 from minlog.cli.delivery import add_command as add_drain_command
 from minlog.cli.identity import add_commands as add_identity_commands
 from minlog.cli.keys import add_commands as add_key_commands
+from minlog.cli.worker import add_command as add_worker_command
 from minlog.client.facade import MinLog
 from minlog.errors import DeliveryError, MinlogError, TransientDeliveryError
 from minlog.events import redact
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.set_defaults(func=cmd_purge)
 
     add_drain_command(store_parser)  # drain (minlog.cli.delivery)
+    add_worker_command(store_parser)  # worker (minlog.cli.worker)
     add_identity_commands(store_parser)  # resolve, codes
     add_key_commands(store_parser)  # rekey
     add_bench_command(sub)  # bench (minlog.cli.bench)

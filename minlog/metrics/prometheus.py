@@ -129,10 +129,11 @@ class MetricsHandler(http.server.BaseHTTPRequestHandler):
 
 class MetricsServer:
     """`serve`'s server: ``url``, ``port``; ``close()`` stops it (also as a context
-    manager)."""
+    manager). ``handler``: a `MetricsHandler` subclass that answers more paths."""
 
-    def __init__(self, log: MinLog, host: str, port: int, metrics_path: str) -> None:
-        handler = MetricsHandler.bind(log, metrics_path=metrics_path)
+    def __init__(self, log: MinLog, host: str, port: int, metrics_path: str, *,
+                 handler: type[MetricsHandler] | None = None) -> None:
+        handler = handler or MetricsHandler.bind(log, metrics_path=metrics_path)
         self._server = http.server.ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.host = host
