@@ -300,6 +300,9 @@ class MinLog:
         """
         try:
             check_options(options)
+            if tenants is not None and not isinstance(tenants, TenantRouter):
+                tenants = TenantRouter(tenants)
+            _transports(transport, tenants)  # before anything is created
             _keying.key_path(target, key)  # a PostgreSQL store without a key: at once
             store_options = dict(store_options or {})
             if durability is not None:
