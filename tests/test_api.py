@@ -34,7 +34,8 @@ class TestPublicApi:
     def test_testing_kit(self) -> None:
         """minlog.testing exports the reference receiver and certificate helpers."""
         assert sorted(minlog.testing.__all__) == [
-            "FakeNSP", "Fault", "FixedClock", "ShiftedClock", "SimulatedClock", "TestFederation",
+            "FakeNSP", "Fault", "FixedClock", "ReceivedBatch", "ShiftedClock", "SimulatedClock",
+            "TestFederation",
             "TestPki",
             "issue_card", "make_test_certificate", "make_test_federation", "make_test_pki"]
 

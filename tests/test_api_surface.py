@@ -49,7 +49,8 @@ class TestOptions:
     def test_every_option_is_a_keyword_of_minlog(self) -> None:
         """`Options` names exactly the keyword options of `MinLog` (with their types)."""
         params = inspect.signature(minlog.MinLog.__init__).parameters
-        own = {"self", "store", "transport", "system_name", "master_key", "identity"}
+        own = {"self", "store", "transport", "system_name", "master_key", "identity",
+               "tenants"}
         assert set(Options.__optional_keys__) == set(params) - own
 
     def test_a_misspelt_option_fails_the_type_check(self, tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ from minlog.delivery.backlog import BacklogWatch
 from minlog.delivery.deliverer import Deliverer, StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.delivery.worker import Worker
-from minlog.errors import ClosedError, ConfigurationError, ValidationError
+from minlog.errors import ClosedError, ConfigurationError, TransientDeliveryError, ValidationError
 from minlog.events import emit
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
 from minlog.minlog2 import entry as _entry
@@ -58,6 +58,8 @@ from minlog.minlog2.transport import Transport
 from minlog.store import NewEntry, OutboxEntry, Store, open_store
 from minlog.store.base import Durability
 from minlog.store.base import durability as _durability
+from minlog.tenants.router import TenantRouter
+from minlog.tenants.tenant import Tenant
 
 __all__ = ["MinLog", "Options"]
 
@@ -138,11 +140,12 @@ class MinLog:
     def __init__(
         self,
         store: Store,
-        transport: Transport,
+        transport: Transport | None = None,
         *,
         system_name: str,
         master_key: bytes,
         identity: IdentityPolicy | IdentityFormatter | None = None,
+        tenants: TenantRouter | Iterable[Tenant] | None = None,
         schema_version: str | None = None,
         hot_days: int = DEFAULT_HOT_DAYS,
         horizon_days: int = DEFAULT_HORIZON_DAYS,
@@ -161,9 +164,16 @@ class MinLog:
         start_worker: bool = True,
         backlog_warning: float | None = 3600.0,
     ) -> None:
-        transport_version = getattr(transport, "version", None)
-        if not isinstance(transport_version, str):
-            transport_version = None
+        router = (tenants if tenants is None or isinstance(tenants, TenantRouter)
+                  else TenantRouter(tenants))
+        transports = _transports(transport, router)
+        versions = {v for t in transports.values()
+                    if isinstance(v := getattr(t, "version", None), str)}
+        if len(versions) > 1:
+            raise ConfigurationError(
+                f"the tenants' transports have different versions ({', '.join(sorted(versions))})"
+                ": give them all the same")
+        transport_version = versions.pop() if versions else None
         if schema_version is None:
             schema_version = transport_version or SCHEMA_VERSIONS[0]
         if schema_version not in SCHEMA_VERSIONS:
@@ -181,7 +191,11 @@ class MinLog:
         except ValidationError as e:
             raise ConfigurationError(f"system_name: {e.rule}") from None
         self.store = store
+        #: The transport of a single municipality (None with tenants: `transports`).
         self.transport = transport
+        self._transports = transports
+        #: The tenants and their routing (None for a single municipality).
+        self.tenants = router
         self.system_name = system_name
         self.schema_version = schema_version
         self.exit_timeout = exit_timeout
@@ -189,7 +203,13 @@ class MinLog:
         keys = Keys(master_key)
         _keying.bind(store, master_key)
         self._sealer = Sealer(keys.seal)
-        if identity is None:
+        if router is not None:
+            if identity is not None:
+                raise ConfigurationError(
+                    "identity: with tenants, each tenant holds its own identity policy "
+                    "(Tenant(identity=MunicipalityPolicy(...)))")
+            identity = router.identity_policy()
+        elif identity is None:
             identity = IdentityPolicy()
         elif not isinstance(identity, IdentityPolicy):
             identity = IdentityPolicy(default=identity)
@@ -206,7 +226,8 @@ class MinLog:
                 horizon_days=horizon_days, late_days=late_days,
                 max_future_skew=max_future_skew, beyond_horizon=beyond_horizon)
             self._deliverer = Deliverer(
-                store, transport, self._open_entry, batch_size=batch_size, retry=retry,
+                store, None, self._open_entry, transport_for=self._transport_for,
+                batch_size=batch_size, retry=retry,
                 rate_limit=rate_limit, lease_seconds=lease_seconds,
                 retention_days=retention_days, clock=clock)
             self._worker = Worker(self._deliverer, poll=poll, threads=delivery_threads,
@@ -246,9 +267,10 @@ class MinLog:
         cls,
         target: str | os.PathLike[str] | Store,
         *,
-        transport: Transport,
+        transport: Transport | None = None,
         system_name: str,
         identity: IdentityPolicy | IdentityFormatter | None = None,
+        tenants: TenantRouter | Iterable[Tenant] | None = None,
         key: bytes | str | os.PathLike[str] | None = None,
         store_options: dict[str, Any] | None = None,
         create: bool = True,
@@ -270,9 +292,17 @@ class MinLog:
         A `Store` given as ``target`` has its own. ``options`` are the keyword options of
         `MinLog` (`Options`); an unknown one is a `ConfigurationError` before anything is
         created.
+
+        ``transport`` serves a single municipality; ``tenants`` (`minlog.tenants`: a
+        `TenantRouter` or `Tenant`\\ s, each with its own transport) serve several, each
+        access routed to its tenant by its organisation (`minlog.tenants.Installation`
+        builds them from ``minlog.toml``). One of the two is required.
         """
         try:
             check_options(options)
+            if tenants is not None and not isinstance(tenants, TenantRouter):
+                tenants = TenantRouter(tenants)
+            _transports(transport, tenants)  # before anything is created
             _keying.key_path(target, key)  # a PostgreSQL store without a key: at once
             store_options = dict(store_options or {})
             if durability is not None:
@@ -286,7 +316,7 @@ class MinLog:
             try:
                 master, _ = _keying.master_key(store, target, key, create=create)
                 return cls(store, transport, system_name=system_name, master_key=master,
-                           identity=identity, **options)
+                           identity=identity, tenants=tenants, **options)
             except BaseException:
                 store.close()
                 raise
@@ -353,13 +383,24 @@ class MinLog:
         accesses = [batch[c.position] for c in cands]
         for a in accesses:
             check_access(a, version)
-        # Every access is checked before any identity code is registered.
-        shown = self._identity.many([(a.employee, a.organisation) for a in accesses])
+        pairs = [(a.employee, a.organisation) for a in accesses]
+        # Every access is checked (and routed) before any identity code is registered.
+        if self.tenants is None:
+            shown = self._identity.many(pairs)
+        else:
+            route = self.tenants.route
+            owners = [route(a.organisation).cvr for a in accesses]
+            shown = self._identity.many(pairs, owners)
         encode = _entry.encode_access
         plain = [(encode(a, system, c.key.hex(), name, role), c.key)
                  for a, c, (name, role) in zip(accesses, cands, shown, strict=True)]
         sealed = self._sealer.seal_many(plain)
-        entries = [NewEntry(c.day, c.key, blob) for c, blob in zip(cands, sealed, strict=True)]
+        if self.tenants is None:
+            entries = [NewEntry(c.day, c.key, blob)
+                       for c, blob in zip(cands, sealed, strict=True)]
+        else:
+            entries = [NewEntry(c.day, c.key, blob, cvr)
+                       for c, blob, cvr in zip(cands, sealed, owners, strict=True)]
         with self._lock:
             self._check_open()
             self._accepting += 1
@@ -398,7 +439,7 @@ class MinLog:
         self._check_open()
         check_access(access, self.schema_version)
         e, o, b = access.employee, access.organisation, access.on_behalf_of
-        name, role = self._identity(e, o)
+        name, role = self._identity(e, o, self._tenant_of(o))
         return Registration(
             system_name=self.system_name, activity=access.activity,
             person_identifier=access.citizen, person_identifier_source=access.citizen_source,
@@ -418,6 +459,30 @@ class MinLog:
 
     def _open_entry(self, entry: OutboxEntry) -> _entry.Fields:
         return _entry.decode_fields(self._sealer.unseal(entry.payload, entry.key))
+
+    def _tenant_of(self, organisation: Organisation) -> str | None:
+        """The CVR of the tenant ``organisation`` belongs to (None for a single
+        municipality); an organisation of no tenant is a `ValidationError` on
+        ``access.organisation``."""
+        return None if self.tenants is None else self.tenants.route(organisation).cvr
+
+    @property
+    def transports(self) -> dict[str, Transport]:
+        """Each tenant's transport by its CVR (``""``: a single municipality's)."""
+        if self.tenants is None:
+            return {"": self._transports[""]}
+        return {t.cvr: self._transports[t.cvr] for t in self.tenants}
+
+    def _transport_for(self, tenant: str) -> Transport:
+        """The transport that sends ``tenant``'s entries (its own ID card)."""
+        found = self._transports.get(tenant)
+        if found is None:
+            raise TransientDeliveryError(
+                f"no transport for the outbox entries of tenant {tenant or '(none)'}: "
+                "they wait until the store is opened with that tenant (entries recorded "
+                "for a single municipality: drain them with its transport)",
+                code="minlog:no-transport")
+        return found
 
     # ------------------------------------------------------------------ delivery
 
@@ -515,11 +580,18 @@ class MinLog:
         self._worker.stop(left())
         with contextlib.suppress(Exception):  # a last try; what is left, a new instance
             self._deliverer.settle_owed()     # takes back (`minlog.store.owners`)
-        self.transport.close()
+        failed: list[Exception] = []
+        for transport in _distinct(self._transports.values()):
+            try:
+                transport.close()
+            except Exception as e:  # close the others and the store first
+                failed.append(e)
         self.store.close()
         _lifecycle.forget(self)
         emit("closed", "closed; %s", "everything accepted was delivered" if done else
              "what was not delivered stays in the store for next time", delivered_all=done)
+        if failed:
+            raise failed[0]
         return done
 
     # ------------------------------------------------------------------ operations
@@ -565,6 +637,7 @@ class MinLog:
         """The employee id behind an identity code shown to a citizen (as issued by an
         `AlternativeId` or `Initials` policy for ``organisation``), or None."""
         self._check_open()
+        self._tenant_of(organisation)  # an organisation of no tenant: a ValidationError
         return self._identity.resolve(organisation, code)
 
     def redrive(self, ids: Sequence[int] | None = None) -> int:
@@ -614,13 +687,49 @@ class MinLog:
         self._accepting = 0
         self._idle = threading.Condition(self._lock)
         self._committer = self._make_committer()
-        for part in (self.store, self.transport):
+        for part in (self.store, *_distinct(self._transports.values())):
             hook = getattr(part, "after_fork", None)
             if hook is not None:
                 hook()
         self._deliverer.after_fork()
         self._worker = Worker(self._deliverer, poll=self._poll, threads=self._threads,
                               on_step=self._after_step)
+
+
+def _transports(transport: Transport | None, tenants: TenantRouter | None
+                ) -> dict[str, Transport]:
+    """The transports by tenant: ``""`` for a single municipality (its own CVR too, when
+    the transport names one), each tenant's CVR with tenants."""
+    if tenants is None:
+        if transport is None:
+            raise ConfigurationError("transport: required (or tenants, each with its own)")
+        own = getattr(transport, "cvr", None)
+        return {"": transport, **({own: transport} if isinstance(own, str) and own else {})}
+    if transport is not None:
+        raise ConfigurationError(
+            "transport: with tenants, each tenant has its own (Tenant(transport=...), or "
+            "credentials with Installation.open)")
+    found: dict[str, Transport] = {}
+    for t in tenants:
+        if t.transport is None:
+            raise ConfigurationError(
+                f"tenant {t.label}: has no transport (give it one, or open the "
+                "installation with Installation.open, which builds it from its credentials)")
+        own = getattr(t.transport, "cvr", None)
+        if isinstance(own, str) and own != t.cvr:
+            raise ConfigurationError(
+                f"tenant {t.label}: its transport's cvr is another CVR: the ID card would "
+                "name another care provider")
+        found[t.cvr] = t.transport
+    return found
+
+
+def _distinct(transports: Iterable[Transport]) -> list[Transport]:
+    """Each transport once (tenants may share one in tests)."""
+    seen: dict[int, Transport] = {}
+    for t in transports:
+        seen.setdefault(id(t), t)
+    return list(seen.values())
 
 
 def _peek(counter: itertools.count[int]) -> int:

@@ -16,8 +16,8 @@ from typing import Final
 
 from minlog.errors import ValidationError
 
-__all__ = ["EARLIEST", "aware", "cpr", "filters", "identifier", "is_cpr", "is_visible",
-           "name", "normalise_cpr", "one_of", "opt", "text", "to_tuple"]
+__all__ = ["EARLIEST", "aware", "cpr", "filters", "identifier", "is_cpr", "is_cvr",
+           "is_visible", "name", "normalise_cpr", "one_of", "opt", "text", "to_tuple"]
 
 #: MinLog2 refuses times before this instant.
 EARLIEST: Final = _dt.datetime(2015, 1, 1, tzinfo=_dt.UTC)
@@ -113,6 +113,11 @@ def is_cpr(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_cvr(value: object) -> bool:
+    """A CVR number (a company's, a municipality's): 8 ASCII digits, as a string."""
+    return isinstance(value, str) and len(value) == 8 and value.isascii() and value.isdigit()
 
 
 def cpr(field: str, value: object) -> str:

@@ -25,6 +25,11 @@ tried again before the next claim, with a growing pause of at most `OWED_WAIT` s
 so that a sent batch is neither left in flight until its lease runs out nor sent again
 while its acknowledgement is owed. Rounds never block on it.
 
+A lease may hold the entries of several tenants (municipalities): each tenant's entries
+are sent in requests of their own, with that tenant's transport (``transport_for``: its
+own ID card), so that a tenant whose card or receiver fails has its entries retried while
+the others are delivered.
+
 Each outcome is counted per tenant (`minlog.delivery.counters.DeliveryCounters`, read by
 `minlog.metrics`) and logged as a structured event (`minlog.events`: ``batch_delivered``,
 ``send_failed``, ``request_refused``, ``dead_letters``, ``unattributed_failures``,
@@ -70,6 +75,9 @@ _OWN_ORIGINS: Final = {UNREADABLE: "unreadable", BEYOND_RETENTION: "beyond-reten
 #: Opens a leased entry: its stored fields (raises `StoreError` or `ValueError` when the
 #: payload cannot be opened).
 Opener = Callable[[OutboxEntry], _entry.Fields]
+#: The transport that sends a tenant's entries (raises when the tenant has none: its
+#: entries are retried later).
+TransportFor = Callable[[str], Transport]
 
 
 @attrs.frozen(slots=True)
@@ -97,14 +105,18 @@ _Item = tuple[OutboxEntry, _entry.Fields]
 
 class Deliverer:
     """Delivery rounds; several threads may call `step` at once (claims are exclusive;
-    the rate limit and the counters are shared under a lock)."""
+    the rate limit and the counters are shared under a lock).
+
+    ``transport`` sends every entry; or ``transport_for(tenant)`` gives the transport of
+    each tenant's entries (then ``transport`` may be None)."""
 
     def __init__(
         self,
         store: Store,
-        transport: Transport,
+        transport: Transport | None,
         open_entry: Opener,
         *,
+        transport_for: TransportFor | None = None,
         batch_size: int = 500,
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
@@ -119,8 +131,13 @@ class Deliverer:
             raise ValueError("lease_seconds must be positive")
         if retention_days < 1:
             raise ValueError("retention_days must be at least 1")
+        if transport_for is None:
+            if transport is None:
+                raise ValueError("a transport (or transport_for) is required")
+            transport_for = _always(transport)
         self.store = store
         self.transport = transport
+        self.transport_for = transport_for
         self.open_entry = open_entry
         self.batch_size = batch_size
         self.retry = retry or RetryPolicy()
@@ -230,28 +247,31 @@ class Deliverer:
             due = self.store.next_due()
             return StepResult(wait=None if due is None else max(0.0, due - now))
         tally = _Tally()
-        ready: list[_Item] = []
+        ready: dict[str, list[_Item]] = {}  # by tenant: each sent with its own transport
         dead: list[tuple[int, str, str]] = []
+        dead_codes: dict[str, list[str]] = {}
         oldest = _entry.seconds_text(now - self.retention_days * _DAY)
         for e in lease.entries:
             try:
                 fields = self.open_entry(e)
             except (StoreError, ValueError) as exc:
                 dead.append((e.id, UNREADABLE, redact(str(exc))))
+                dead_codes.setdefault(e.tenant, []).append(UNREADABLE)
                 continue
             when = fields[_DATE_TIME] or fields[_TO_DATE_TIME]
             if when[:19] < oldest:  # both UTC, same form: text order is time order
                 dead.append((e.id, BEYOND_RETENTION, f"older than MinLog2's retention of "
                              f"{self.retention_days} days: not sent"))
+                dead_codes.setdefault(e.tenant, []).append(BEYOND_RETENTION)
                 continue
-            ready.append((e, fields))
+            ready.setdefault(e.tenant, []).append((e, fields))
         if dead:
             self._bury(lease.token, dead)
             tally.dead += len(dead)
-            tenant = lease.entries[0].tenant
-            self._dead(tenant, [code for _, code, _ in dead], "minlog")
-        if ready:
-            self._deliver(lease.token, ready, tally)
+            for tenant, codes in dead_codes.items():
+                self._dead(tenant, codes, "minlog")
+        for items in ready.values():
+            self._deliver(lease.token, items, tally)
         return StepResult(len(lease.entries), tally.acked, tally.retried, tally.dead,
                           tally.requests, wait=0.0)
 
@@ -268,7 +288,8 @@ class Deliverer:
         self.counters.add(tenant, "requests")
         started = self.clock.monotonic()
         try:
-            result = self.transport.send(_entry.Batch([f for _, f in batch]))
+            transport = self.transport_for(tenant)
+            result = transport.send(_entry.Batch([f for _, f in batch]))
         except PermanentDeliveryError as exc:
             self.last_error = redact(f"request rejected: {exc}")
             self.counters.add(tenant, "refused_requests")
@@ -372,3 +393,10 @@ class Deliverer:
         half = len(batch) // 2
         self._deliver(lease, batch[:half], tally)
         self._deliver(lease, batch[half:], tally)
+
+
+def _always(transport: Transport) -> TransportFor:
+    """``transport`` for every tenant."""
+    def transport_for(tenant: str) -> Transport:
+        return transport
+    return transport_for

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from minlog.core.model import Employee, Organisation
+from minlog.core.rules import is_cvr
 from minlog.errors import ConfigurationError, ValidationError
 from minlog.identity.binding import AliasRegistry, BoundIdentity
 from minlog.identity.formatters import (
@@ -50,10 +51,6 @@ __all__ = [
 
 def _org_key(organisation: Organisation) -> tuple[str, str]:
     return organisation.source, organisation.id
-
-
-def _is_cvr(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 8 and value.isascii() and value.isdigit()
 
 
 @attrs.frozen
@@ -140,7 +137,7 @@ class IdentityPolicy:
     def __attrs_post_init__(self) -> None:
         owners: dict[tuple[str, str], str] = {}
         for cvr, m in self.municipalities.items():
-            if not _is_cvr(cvr):
+            if not is_cvr(cvr):
                 raise ConfigurationError(
                     "identity policy: municipalities are keyed by CVR number (8 digits)")
             if not isinstance(m, MunicipalityPolicy):
@@ -325,7 +322,7 @@ def _municipalities_from(entries: Any, base: Path) -> dict[str, MunicipalityPoli
         if unknown:
             raise ConfigurationError(f"identity policy: {where}: unknown keys {sorted(unknown)}")
         cvr = entry.get("cvr")
-        if not _is_cvr(cvr):
+        if not is_cvr(cvr):
             raise ConfigurationError(
                 f"identity policy: {where}.cvr must be the municipality's CVR number "
                 "(8 digits, as a string)")

@@ -7,8 +7,10 @@ ID cards) and a few settings. Every exporter (`minlog.metrics.prometheus`,
 there are, so an exporter can register them before the first collection.
 
 Every family that concerns a municipality carries a ``tenant`` label: its CVR, or ``""``
-for a single municipality. Today every row is ``tenant=""``; per-tenant rows are added
-where the figures are gathered (`_tenant_stats`, `_tenant_cards`), nothing else changes.
+for a single municipality. The delivery counters, the ID cards and the certificates have
+a row per tenant (`_tenant_cards`, `_tenant_certificates`: each tenant's own transport);
+the outbox totals are one row, ``""``, until the store counts per tenant
+(`_tenant_stats`).
 
 No family and no label ever holds a CPR number: the labels are tenants (CVR numbers),
 fault kinds, card reasons and settings.
@@ -29,6 +31,8 @@ from minlog.errors import MinlogError
 from minlog.events import emit
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from minlog.client.facade import MinLog
     from minlog.client.stats import Stats
     from minlog.minlog2.idcard import CardCache
@@ -168,11 +172,20 @@ def _tenant_stats(log: MinLog) -> Mapping[str, Stats]:
 
 
 def _tenant_cards(log: MinLog) -> Mapping[str, CardCache]:
-    """The ID-card caches by tenant: the transport's own (``""``), when it has one."""
+    """The ID-card caches by tenant (its CVR; ``""`` for a single municipality): each
+    transport's own, when it has one."""
     from minlog.minlog2.idcard import CardCache
 
-    cards = getattr(log.transport, "cards", None)
-    return {"": cards} if isinstance(cards, CardCache) else {}
+    return {tenant: cards for tenant, t in log.transports.items()
+            if isinstance(cards := getattr(t, "cards", None), CardCache)}
+
+
+def _tenant_certificates(log: MinLog) -> Mapping[str, x509.Certificate]:
+    """The system certificates by tenant: each transport's, when it has one."""
+    from minlog.minlog2.idcard import SystemCredentials
+
+    return {tenant: credentials.certificate for tenant, t in log.transports.items()
+            if isinstance(credentials := getattr(t, "credentials", None), SystemCredentials)}
 
 
 def _store_kind(log: MinLog) -> str:
@@ -223,11 +236,9 @@ def collect(log: MinLog) -> list[MetricFamily]:
         expires = cards.expires
         b.add("minlog_card_expiry_timestamp_seconds",
               None if expires is None else expires.timestamp(), tenant=tenant)
-    credentials = getattr(log.transport, "credentials", None)
-    certificate = getattr(credentials, "certificate", None)
-    if certificate is not None:
+    for tenant, certificate in _tenant_certificates(log).items():
         b.add("minlog_certificate_expiry_timestamp_seconds",
-              certificate.not_valid_after_utc.timestamp(), tenant="")
+              certificate.not_valid_after_utc.timestamp(), tenant=tenant)
     b.add("minlog_hot_keys", hot)
     return b.families()
 

@@ -12,12 +12,13 @@ from minlog.testing.certs import (
     make_test_federation,
     make_test_pki,
 )
-from minlog.testing.fakensp import FakeNSP, Fault
+from minlog.testing.fakensp import FakeNSP, Fault, ReceivedBatch
 
 __all__ = [
     "FakeNSP",
     "Fault",
     "FixedClock",
+    "ReceivedBatch",
     "ShiftedClock",
     "SimulatedClock",
     "TestFederation",

@@ -9,11 +9,13 @@ It plays both NSP parts the library talks to:
   validity, CVR) and the ``medcom:Header``, validates the request strictly against the
   schema, and answers ``NumberAdded``, ``NumberFailed`` and per-entry failures.
 
-It records ``received`` (registrations accepted, in order), ``requests``,
+It records ``received`` (registrations accepted, in order), ``batches`` (each accepted
+request's registrations with the CVR its ID card named), ``requests``,
 ``sts_requests`` and ``sts_answers`` (raw bodies) and ``headers`` and ``sts_headers`` (the
 HTTP headers of each call), and
 can be told to misbehave: latency, HTTP 5xx, 429 with Retry-After, a timeout, a dropped
-connection, a SOAP Fault, refusing chosen entries, or expiring every card.
+connection, a SOAP Fault, refusing chosen entries, expiring every card, or refusing the
+cards of one CVR (`FakeNSP.refuse_cards`).
 
 It behaves like the real service where that is known; each behaviour is a switch, for
 vendors' own tests (defaults in brackets):
@@ -47,6 +49,13 @@ vendors' own tests (defaults in brackets):
 ``ssl_context`` [None]
     Serve HTTPS with this server context (e.g. one that requires a client certificate
     chain, as NSP may).
+``cvrs`` [None]
+    Several care providers (an installation of several municipalities): the CVRs whose
+    ID cards the service accepts, besides ``cvr``.
+``units`` [None]
+    CVR -> the organisation ids its entries may name: a request whose ID card names one
+    CVR and whose entries name an organisation not listed for it is refused (a client
+    fault, ``not_authorized``), as when a batch is sent with another tenant's card.
 
 Use it as a context manager; it listens on 127.0.0.1 on an ephemeral port.
 """
@@ -59,7 +68,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -74,7 +83,7 @@ from minlog.minlog2.official import OfficialSchemas
 from minlog.minlog2.registration import Registration
 from minlog.testing.certs import TestFederation, issue_card, make_test_federation
 
-__all__ = ["FailureDetail", "FakeNSP", "Fault"]
+__all__ = ["FailureDetail", "FakeNSP", "Fault", "ReceivedBatch"]
 
 FaultKind = Literal["http500", "http503", "http429", "timeout", "drop", "soap-fault", "latency"]
 FailureDetail = Literal["named", "unnamed", "count-only"]
@@ -92,6 +101,15 @@ class Fault:
     dgws_code: str | None = None  # for "soap-fault": a medcom:FaultCode in the detail
 
 
+@attrs.frozen
+class ReceivedBatch:
+    """One request the service accepted: the CVR its ID card named and the
+    registrations it took."""
+
+    cvr: str
+    registrations: tuple[Registration, ...]
+
+
 class _Refusal(Exception):
     """The service refuses the request: a SOAP fault, with a DGWS code or not."""
 
@@ -105,7 +123,8 @@ class _Refusal(Exception):
 class FakeNSP:
     """A MinLog2 RegisterService and SOSI STS on loopback (see the module docstring).
 
-    ``cvr``: the CVR the ID cards must name (None accepts any). ``version``: the schema
+    ``cvr``: the CVR the ID cards must name (None accepts any; ``cvrs``: several).
+    ``version``: the schema
     version the service validates against. ``card_validity``: lifetime of issued cards.
     ``reject``: a callable returning a fault code for a registration to refuse, or None.
     ``refuse_request``: a callable returning ``(faultcode, text)`` to refuse a whole
@@ -134,10 +153,14 @@ class FakeNSP:
         failure_detail: FailureDetail = "named",
         soap_actions: Sequence[str] | None = ("AddRegistrations", "AddRegistrations_{version}"),
         ssl_context: ssl.SSLContext | None = None,
+        cvrs: Collection[str] | None = None,
+        units: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         if failure_detail not in ("named", "unnamed", "count-only"):
             raise ValueError("failure_detail: 'named', 'unnamed' or 'count-only'")
         self.cvr = cvr
+        self.cvrs = frozenset(cvrs or ())
+        self.units = None if units is None else {c: frozenset(u) for c, u in units.items()}
         self.version = version
         self.card_validity = card_validity
         self.clock = clock
@@ -159,6 +182,7 @@ class FakeNSP:
                              else frozenset(a.format(version=version) for a in soap_actions))
         self.ssl_context = ssl_context
         self.received: list[Registration] = []
+        self.batches: list[ReceivedBatch] = []
         self.requests: list[bytes] = []
         self.sts_requests: list[bytes] = []
         self.sts_answers: list[bytes] = []
@@ -170,6 +194,7 @@ class FakeNSP:
         self._faults: list[Fault] = []
         self._issued: set[str] = set()
         self._expired: set[str] = set()
+        self._refused_cvrs: set[str] = set()
         self._lock = threading.Lock()
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -228,6 +253,21 @@ class FakeNSP:
         with self._lock:
             self._expired |= self._issued
 
+    def refuse_cards(self, cvr: str, refuse: bool = True) -> None:
+        """Refuse (or, with ``refuse=False``, accept again) the ID cards of ``cvr``: the STS
+        issues it none and the service refuses the cards it holds (``invalid_idcard``),
+        as for a care provider whose certificate was revoked. Other CVRs are served."""
+        with self._lock:
+            if refuse:
+                self._refused_cvrs.add(cvr)
+            else:
+                self._refused_cvrs.discard(cvr)
+
+    def received_for(self, cvr: str) -> list[Registration]:
+        """The registrations accepted in requests whose ID card named ``cvr``."""
+        with self._lock:
+            return [r for b in self.batches if b.cvr == cvr for r in b.registrations]
+
     def _next_fault(self) -> Fault | None:
         with self._lock:
             if not self._faults:
@@ -246,7 +286,10 @@ class FakeNSP:
         with self._lock:
             self.sts_requests.append(body)
             self.sts_headers.append(dict(headers or {}))
+            refused = set(self._refused_cvrs)
         try:
+            if refused and _dgws.card_facts(_dgws.card_from_request(body))[2] in refused:
+                raise _dgws.CardRejected("this care provider's cards are refused")
             answer = issue_card(
                 self.federation, body, clock=self.clock, validity=self.card_validity,
                 digest=self.sts_digest, accept_digests=self.accept_digests,
@@ -271,7 +314,7 @@ class FakeNSP:
             return 500, _wire.encode_fault(
                 "soapenv:Client", f"no operation for SOAPAction {action!r}"), {}
         try:
-            self._check_headers(body)
+            card_cvr = self._check_headers(body)
         except _Refusal as e:
             if not self.dgws_faults:
                 return 500, _wire.encode_fault("wsse:InvalidSecurityToken", e.text), {}
@@ -291,6 +334,12 @@ class FakeNSP:
             refusal = self.refuse_request(registrations)
             if refusal is not None:
                 return 500, _wire.encode_fault(*refusal), {}
+        if self.units is not None:
+            own = self.units.get(card_cvr, frozenset())
+            if any(r.organisation_id not in own for r in registrations):
+                return 500, _wire.encode_fault(
+                    "soapenv:Client", "an entry names an organisation of another care "
+                    "provider than the ID card's", dgws_code="not_authorized"), {}
         failures: list[EntryFailure] = []
         accepted: list[Registration] = []
         for r in registrations:
@@ -303,12 +352,14 @@ class FakeNSP:
                                              "refused"))
         with self._lock:
             self.received.extend(accepted)
+            self.batches.append(ReceivedBatch(card_cvr, tuple(accepted)))
         return 200, _wire.encode_response(
             len(accepted), failures, version=self.version,
             list_failures=self.failure_detail != "count-only"), {}
 
-    def _check_headers(self, body: bytes) -> None:
-        """The DGWS checks of a service call; raises `_Refusal` with the DGWS code."""
+    def _check_headers(self, body: bytes) -> str:
+        """The DGWS checks of a service call: the CVR the ID card names, or `_Refusal`
+        with the DGWS code."""
         try:
             root = _wire.parse_xml(body, what="request", exact=True)
         except MinlogError as e:
@@ -343,8 +394,14 @@ class FakeNSP:
             expired = _card_id(card) in self._expired
         if expired or not not_before <= now < not_after:
             raise _Refusal("expired_idcard", "the ID card has expired or is not valid yet")
-        if self.cvr is not None and cvr != self.cvr:
+        with self._lock:
+            refused = cvr in self._refused_cvrs
+        if refused:
+            raise _Refusal("invalid_idcard", "this care provider's ID cards are refused")
+        accepted = self.cvrs | ({self.cvr} if self.cvr is not None else set())
+        if accepted and cvr not in accepted:
             raise _Refusal("not_authorized", "the ID card names another organisation")
+        return cvr
 
 
 def _attribute(card: Any, name: str) -> str | None:
