@@ -103,7 +103,7 @@ class DeliverySchedule:
     def limit_for(self, tenant: str) -> RateLimit | None:
         """The rate limit of ``tenant``: its override, else the default."""
         limits = self.tenant_limits
-        return limits[tenant] if tenant in limits else self.rate_limit
+        return limits.get(tenant, self.rate_limit)
 
     def ready_at(self, row: TenantDue, now: float, *, fill: bool = True) -> float:
         """When ``row``'s tenant may be served: at or before ``now`` when it may now."""
