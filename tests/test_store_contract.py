@@ -2,6 +2,8 @@
 
 Stores persist and report; they never decide from memory. What makes a key new is the
 store's transaction, so two instances (processes, hosts) on one store agree exactly.
+Scheduled claims (one tenant per lease, turns, rate limits, batches that fill) are the
+suite's second part, ``tests/test_store_turns.py``.
 """
 
 from __future__ import annotations

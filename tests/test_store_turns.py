@@ -4,15 +4,20 @@ process and in three processes on one store with clocks fed by the test."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sqlite3
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from minlog.delivery.policy import RateLimit
 from minlog.delivery.schedule import DeliverySchedule
+from minlog.errors import ConfigurationError
 from minlog.store import NewEntry, Store, open_store
+from minlog.store.sqlite import SQLiteStore
 
 DAY = 740_000
 A, B, C = "11111111", "22222222", "33333333"
@@ -261,3 +266,48 @@ def test_claim_leaves_the_window_to_the_limit(store: Store, limit: RateLimit) ->
     for t in times:
         assert sum(t <= u < t + limit.per for u in times) <= limit.requests
     assert len(times) >= 7 * limit.requests
+
+
+class TestMigration:
+    def test_a_sqlite_file_of_schema_2_gains_the_tenants_table(self, tmp_path: Path) -> None:
+        """A file of schema 2 (before scheduled claims) keeps its outbox and gains the
+        tenants' delivery state when opened; read-only it is refused until then."""
+        path = tmp_path / "m.sqlite"
+        s = SQLiteStore(path)
+        fill(s, {A: 3, B: 2})
+        s.close()
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("DROP TABLE tenants")
+            conn.execute("UPDATE _meta SET value = 2 WHERE name = 'schema_version'")
+        with pytest.raises(ConfigurationError, match="schema version 2"):
+            SQLiteStore(path, read_only=True)
+        s = SQLiteStore(path)
+        try:
+            assert s.describe().schema_version == 3
+            assert {t: c.pending for t, c in s.tenant_counts().items()} == {A: 3, B: 2}
+            assert serve(s, 5.0, limit=10) == A
+            assert serve(s, 5.0, limit=10) == B
+        finally:
+            s.close()
+
+    def test_a_postgres_schema_of_version_3_gains_the_tenants_table(
+            self, pg_schema: str) -> None:
+        from conftest import POSTGRES_URL
+
+        from minlog.store.postgres import PostgresStore
+
+        url = POSTGRES_URL
+        s = PostgresStore(url, schema=pg_schema)
+        fill(s, {A: 3, B: 2})
+        s._run(lambda c: c.execute(s._q(
+            "DROP TABLE {s}.tenants; DROP SEQUENCE {s}.tenant_turns; "
+            "UPDATE {s}.meta SET value = 3 WHERE name = 'schema_version'")))
+        s.close()
+        s = PostgresStore(url, schema=pg_schema)
+        try:
+            assert serve(s, 5.0, limit=10) == A
+            assert serve(s, 5.0, limit=10) == B
+            assert s._run(lambda c: c.execute(s._q(
+                "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()) == (4,)
+        finally:
+            s.close()
