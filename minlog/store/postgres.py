@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
@@ -63,6 +64,8 @@ else:
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 SCHEMA_VERSION: Final = 4
+#: How often a claim asks again when another claim held the tenant it could serve.
+_CONTENDED_TRIES: Final = 10
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _T = TypeVar("_T")
 
@@ -466,14 +469,23 @@ class PostgresStore:
         reap = self._owner.reap_due(now)
         plan = schedule or unscheduled(limit)
 
-        def step(conn: psycopg.Connection[Any]) -> tuple[list[Any], float | None, bool]:
+        def step(conn: psycopg.Connection[Any]
+                 ) -> tuple[list[Any], float | None, bool, bool]:
             if reap:
                 self._reap(conn)
             return postgres_turns.claim_rows(
                 conn, self._q, plan, limit=limit, token=token, until=until, now=now,
                 fill=fill, turns=f"{self.schema}.tenant_turns")
 
-        rows, next_at, held = self._run(step)
+        # A tenant passed over because another claim held it: ask again in a new
+        # transaction once that claim has had a moment to commit, a few times at most
+        # (a claim's transaction takes milliseconds; nothing waits on a lock meanwhile).
+        for attempt in range(_CONTENDED_TRIES):
+            rows, next_at, held, contended = self._run(step)
+            reap = False
+            if rows or not contended:
+                break
+            time.sleep(0.002 * (attempt + 1))
         rows.sort(key=lambda r: r[0])
         return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
                                   for r in rows), until, next_at, held)

@@ -32,11 +32,12 @@ __all__ = ["claim_rows", "reserve_send", "tenant_counts"]
 
 def claim_rows(conn: Conn, q: Query, plan: DeliverySchedule, *, limit: int, token: str,
                until: float, now: float, fill: bool, turns: str
-               ) -> tuple[list[Any], float | None, bool]:
+               ) -> tuple[list[Any], float | None, bool, bool]:
     """Lease the due entries of the tenant whose turn it is and record its send (``turns``
     names the turn sequence); the leased rows ``(id, key, payload, attempts, tenant)``,
-    when nothing was leased, when to look again (None: nothing waits), and whether due
-    entries were held back."""
+    when nothing was leased, when to look again (None: nothing waits), whether due
+    entries were held back, and whether a tenant that may be served was passed over
+    because another claim held it (then the caller asks again in a new transaction)."""
     state = {str(t): (int(turn), tuple(sent)) for t, turn, sent in conn.execute(
         q("SELECT tenant, turn, sent FROM {s}.tenants"))}
     due = [TenantDue(str(t), int(n), float(oldest), *state.get(str(t), (0, ())))
@@ -47,11 +48,13 @@ def claim_rows(conn: Conn, q: Query, plan: DeliverySchedule, *, limit: int, toke
     if new:  # in one order on every host: first inserts never wait in a cycle
         conn.execute(q("INSERT INTO {s}.tenants (tenant) SELECT unnest(%s::text[]) "
                        "ON CONFLICT DO NOTHING"), [new])
+    contended = False
     for row in plan.order(due, now, fill=fill):
         locked = conn.execute(q(
             "SELECT turn, sent FROM {s}.tenants WHERE tenant = %s FOR UPDATE SKIP LOCKED"),
             [row.tenant]).fetchone()
         if locked is None or int(locked[0]) != row.turn:
+            contended = True
             continue  # being served by another host now, or served since the first look
         count = conn.execute(q(
             "SELECT count(*), min(accepted_at) FROM (SELECT accepted_at FROM {s}.outbox "
@@ -77,12 +80,12 @@ def claim_rows(conn: Conn, q: Query, plan: DeliverySchedule, *, limit: int, toke
                        "WHERE tenant = %s"),
                      [turns, now, list(plan.sent_after(row.tenant, fresh.sent, now)),
                       row.tenant])
-        return rows, None, False
+        return rows, None, False, False
     later = conn.execute(q("SELECT min(due) FROM {s}.outbox WHERE due > %s"),
                          [now]).fetchone()
     times = [t for t in (plan.pick(due, now, fill=fill).at,
                          None if later is None else later[0]) if t is not None]
-    return [], float(min(times)) if times else None, bool(due)
+    return [], float(min(times)) if times else None, bool(due), contended
 
 
 def reserve_send(conn: Conn, q: Query, tenant: str, limit: RateLimit, now: float) -> float:
