@@ -157,7 +157,7 @@ class Lab:
         # ("process"); what "power" (the default) costs: test_bench_durability.py.
         log = MinLog.open(target, transport=MemoryTransport(), system_name=SYSTEM_NAME,
                           key=KEY, clock=self.clock, start_worker=False,
-                          durability="process")
+                          durability="process", rate_limit=None, fill_wait=0.0)
         self._open.append((log, None if keep or path is not None else target))
         return log
 

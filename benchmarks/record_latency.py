@@ -40,7 +40,8 @@ def main(first_of_day: int = 3000, duplicates: int = 30000,
                               org, "Opslag", at) for i in range(first_of_day)]
     with tempfile.TemporaryDirectory() as folder, minlog.MinLog.open(
             Path(folder) / "m.sqlite", transport=minlog.MemoryTransport(), system_name="Cura",
-            start_worker=False, exit_timeout=0.0, durability=durability) as log:
+            start_worker=False, exit_timeout=0.0, durability=durability,
+            rate_limit=None, fill_wait=0.0) as log:
         firsts, repeats = [], []
         for a in accesses:
             t = time.perf_counter()

@@ -56,7 +56,7 @@ def test_delivery_throughput(benchmark: Any, threads: int,
             log = MinLog.open(folder / "m.sqlite", transport=transport, system_name="Bench",
                               batch_size=500, start_worker=False,
                               clock=FixedClock(at + 10 * 86400), delivery_threads=threads,
-                              poll=0.01)
+                              poll=0.01, rate_limit=None, fill_wait=0.0)
             _fill(log, n)
             log._start_worker = True  # start delivering only now, when the outbox is full
             started = time.perf_counter()

@@ -50,7 +50,8 @@ def _minlog(target: Any, events: list[Access], level: str, **options: Any) -> fl
     """Seconds to record ``events`` one per call through `MinLog` at ``level``."""
     log = MinLog.open(target, transport=MemoryTransport(), system_name="Cura",
                       key=bytes(32), start_worker=False, exit_timeout=0.0,
-                      clock=FixedClock(NOW), durability=level, **options)
+                      clock=FixedClock(NOW), durability=level, **options,
+                      rate_limit=None, fill_wait=0.0)
     try:
         record = log.record
         started = time.perf_counter()

@@ -48,7 +48,7 @@ def _round(events: list[Access], grouped: bool) -> float:
     now = dt.datetime(2026, 11, 24, 11, 0, tzinfo=COPENHAGEN).timestamp()
     log = MinLog.open(URL, transport=MemoryTransport(), system_name="Cura", key=bytes(32),
                       store_options={"schema": f"g_{uuid.uuid4().hex[:10]}"},
-                      start_worker=False, clock=FixedClock(now))
+                      start_worker=False, clock=FixedClock(now), rate_limit=None, fill_wait=0.0)
     try:
         if not grouped:
             log._committer = GroupCommit(log.store.append, 1)

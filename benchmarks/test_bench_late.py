@@ -26,10 +26,11 @@ def _opened(folder: str, first: list[Access], now: float, later: float) -> MinLo
     """A store holding ``first`` (recorded at ``now``), opened again at ``later``."""
     path = Path(folder) / "late.sqlite"
     with MinLog.open(path, transport=MemoryTransport(), system_name="Bench EOJ", key=KEY,
-                     start_worker=False, clock=FixedClock(now)) as log:
+                     start_worker=False, clock=FixedClock(now),
+                     rate_limit=None, fill_wait=0.0) as log:
         log.record_many(first)
     return MinLog.open(path, transport=MemoryTransport(), system_name="Bench EOJ", key=KEY,
-                       start_worker=False, clock=FixedClock(later))
+                       start_worker=False, clock=FixedClock(later), rate_limit=None, fill_wait=0.0)
 
 
 def test_late_replay(benchmark: Any, workload: Any,

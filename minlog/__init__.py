@@ -16,7 +16,7 @@ import typing as _typing
 from typing import TYPE_CHECKING, Any
 
 from minlog.client.facade import MinLog
-from minlog.client.stats import DeadLetterInfo, Stats
+from minlog.client.stats import DeadLetterInfo, Stats, TenantStats
 from minlog.core.model import Access, Employee, OnBehalfOf, Organisation
 from minlog.delivery.deliverer import StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
@@ -79,6 +79,7 @@ __all__ = [
     "Store",
     "StoreError",
     "SystemCredentials",
+    "TenantStats",
     "TransientDeliveryError",
     "Transport",
     "ValidationError",

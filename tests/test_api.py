@@ -20,7 +20,8 @@ DOCUMENTED = [
     "IdentityFormatter", "IdentityPolicy", "Initials", "MemoryTransport", "MinLog",
     "Minlog2Transport", "MinlogError", "OnBehalfOf", "Organisation", "PermanentDeliveryError",
     "PostgresStore", "RateLimit", "Registration", "RetryPolicy", "SQLiteStore", "Stats",
-    "StepResult", "Store", "StoreError", "SystemCredentials", "TransientDeliveryError",
+    "StepResult", "Store", "StoreError", "SystemCredentials", "TenantStats",
+    "TransientDeliveryError",
     "Transport", "ValidationError", "__version__", "load_pkcs12",
 ]
 

@@ -80,6 +80,8 @@ class FlakyStore(SQLiteStore):
 def open_on(store: SQLiteStore, transport: MemoryTransport, **options: Any) -> MinLog:
     options.setdefault("start_worker", False)
     options.setdefault("exit_timeout", 0.0)
+    options.setdefault("rate_limit", None)  # each round sends what is due, unlimited
+    options.setdefault("fill_wait", 0.0)
     return MinLog(store, transport, system_name="Cura", master_key=KEY, **options)
 
 

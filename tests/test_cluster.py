@@ -39,6 +39,8 @@ CITIZENS = [f"{d:02d}0{m}{50 + d:02d}4321" for d in range(1, 11) for m in (1, 2)
 def open_log(target: dict[str, Any], transport: Any, **options: Any) -> MinLog:
     options.setdefault("start_worker", False)
     options.setdefault("clock", FixedClock(NOW.timestamp() + 3600))
+    options.setdefault("rate_limit", None)  # delivery as fast as the sink takes it
+    options.setdefault("fill_wait", 0.0)
     return MinLog.open(target["target"], transport=transport, system_name="Cura", key=KEY,
                        store_options=target["store_options"], **options)
 

@@ -111,6 +111,9 @@ class TestApiReference:
             shown = rows[option]
             if option == "clock":
                 assert shown == "SYSTEM_CLOCK"
+            elif option == "rate_limit":
+                assert shown == "RateLimit.guidance()"
+                assert default == minlog.RateLimit.guidance()
             else:
                 assert shown == repr(default), f"{option}: docs say {shown}, code {default!r}"
 

@@ -238,7 +238,8 @@ class TestBacklog:
         down = minlog.MemoryTransport()
         down.fail_next(minlog.TransientDeliveryError("down"), times=2)
         log = MinLog.open(tmp_path / "m.sqlite", transport=down, system_name="Cura",
-                          start_worker=False, clock=clock, backlog_warning=600.0)
+                          start_worker=False, clock=clock, backlog_warning=600.0,
+                          rate_limit=None, fill_wait=0.0)
         log._backlog.every = 0.0  # look after every round (the default: once a minute)
         log.record(accesses(0, 1)[0])
         log.step()  # fails; the entry is young

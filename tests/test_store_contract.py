@@ -2,6 +2,8 @@
 
 Stores persist and report; they never decide from memory. What makes a key new is the
 store's transaction, so two instances (processes, hosts) on one store agree exactly.
+Scheduled claims (one tenant per lease, turns, rate limits, batches that fill) are the
+suite's second part, ``tests/test_store_turns.py``.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ class TestAppend:
         """Only new entries reach the outbox, with their payloads and tenants."""
         store.append([pend(1, tenant="29189846")], 1.0)
         store.append([pend(1), pend(2, tenant="55133018")], 1.0)
-        claimed = store.claim(10, 60, 5.0).entries
-        assert [(e.key, e.payload, e.tenant) for e in claimed] == [
+        claimed = store.claim(10, 60, 5.0).entries + store.claim(10, 60, 5.0).entries
+        assert sorted((e.key, e.payload, e.tenant) for e in claimed) == [
             (key(1), b"payload 1", "29189846"), (key(2), b"payload 2", "55133018")]
 
     def test_keys_of_lists_a_days_keys(self, store: Store) -> None:
@@ -236,7 +238,7 @@ class TestOutbox:
 
     def test_bury_and_redrive(self, store: Store) -> None:
         """Dead letters keep code, text and tenant; redrive puts them back as pending."""
-        store.append([pend(1, tenant="29189846"), pend(2)], 1.0)
+        store.append([pend(1, tenant="29189846"), pend(2, tenant="29189846")], 1.0)
         lease = store.claim(10, 60, 5.0)
         a = lease.entries[0]
         store.bury(lease.token, [(a.id, "E7", "refused")], 6.0)

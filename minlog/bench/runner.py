@@ -251,7 +251,7 @@ def _morning(name: str, config: BenchConfig, places: Places, prepared: Prepared,
     target, options = places.store(name)
     transport = transports()
     log = MinLog.open(target, transport=transport, system_name=SYSTEM_NAME, key=KEY,
-                      store_options=options, clock=clock, rate_limit=None,
+                      store_options=options, clock=clock, rate_limit=None, fill_wait=0.0,
                       batch_size=config.batch_size, delivery_threads=config.delivery_threads,
                       start_worker=config.delivery, exit_timeout=0.0)
     try:
@@ -354,8 +354,8 @@ def _probe(places: Places, accesses: list[Access], block: int, clock: ShiftedClo
         bare = baselines.BareCommit.open_sqlite(places.file("commit.sqlite"), places.synchronous)
     target, options = places.store("probe")
     log = MinLog.open(target, transport=MemoryTransport(), system_name=SYSTEM_NAME, key=KEY,
-                      store_options=options, clock=clock, rate_limit=None, start_worker=False,
-                      exit_timeout=0.0)
+                      store_options=options, clock=clock, rate_limit=None, fill_wait=0.0,
+                      start_worker=False, exit_timeout=0.0)
     records: list[int] = []
     commits: list[int] = []
     try:
@@ -402,7 +402,8 @@ def _setup(config: BenchConfig, prepared: Prepared, places: Places, clock_at: fl
         "batch": config.batch if config.feed == "record_many" else None,
         "delivery": {"worker": config.delivery, "receiver": receiver,
                      "delivery_threads": config.delivery_threads,
-                     "batch_size": config.batch_size, "rate_limit": None},
+                     "batch_size": config.batch_size, "rate_limit": None,
+                     "fill_wait": 0.0},
         "probe_calls": config.probe,
         "requirements": attrs.asdict(config.requirements),
     }

@@ -78,8 +78,11 @@ def _run(args: argparse.Namespace, out: TextIO, store: Path, events: list[Access
     progress = Progress("demo", every=2.0)
     # The demo replays a past morning: the clock is set to the end of that morning.
     clock_now = events[-1].at.timestamp() + 60 if events else SYSTEM_CLOCK.time()
+    # It delivers the morning in seconds to a receiver of its own: no rate limit, and
+    # batches go as soon as they are due (production keeps RateLimit.guidance() and the
+    # fill wait, which spread the same logs over the hour).
     with MinLog.open(store, transport=transport, system_name="minlog demo",
-                     clock=FixedClock(clock_now)) as log:
+                     clock=FixedClock(clock_now), rate_limit=None, fill_wait=0.0) as log:
         step = max(args.batch, len(events) // 20)
         for i in range(0, len(events), args.batch):
             first += sum(log.record_many(events[i : i + args.batch]))

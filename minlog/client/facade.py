@@ -32,7 +32,7 @@ from typing import Any, Final, Self, TypedDict, Unpack
 from minlog.client import keying as _keying
 from minlog.client import lifecycle as _lifecycle
 from minlog.client.commit import GroupCommit
-from minlog.client.stats import DeadLetterInfo, Stats
+from minlog.client.stats import DeadLetterInfo, Stats, TenantStats
 from minlog.core.clock import SYSTEM_CLOCK, Clock
 from minlog.core.keys import KeyMaker
 from minlog.core.ledger import (
@@ -48,6 +48,7 @@ from minlog.core.sealing import Keys, Sealer
 from minlog.delivery.backlog import BacklogWatch
 from minlog.delivery.deliverer import Deliverer, StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
+from minlog.delivery.schedule import DEFAULT_FILL_WAIT
 from minlog.delivery.worker import Worker
 from minlog.errors import ClosedError, ConfigurationError, TransientDeliveryError, ValidationError
 from minlog.events import emit
@@ -56,7 +57,7 @@ from minlog.minlog2 import entry as _entry
 from minlog.minlog2.registration import SCHEMA_VERSIONS, Registration, check_access
 from minlog.minlog2.transport import Transport
 from minlog.store import NewEntry, OutboxEntry, Store, open_store
-from minlog.store.base import Durability
+from minlog.store.base import Durability, StoreCounts
 from minlog.store.base import durability as _durability
 from minlog.tenants.router import TenantRouter
 from minlog.tenants.tenant import Tenant
@@ -64,6 +65,8 @@ from minlog.tenants.tenant import Tenant
 __all__ = ["MinLog", "Options"]
 
 _ACCEPT_CHUNK: Final = 5000
+#: The default rate limit: the public operating guidance (20 requests an hour).
+_GUIDANCE: Final = RateLimit.guidance()
 _blake2b = hashlib.blake2b
 
 
@@ -79,6 +82,8 @@ class Options(TypedDict, total=False):
     batch_size: int
     retry: RetryPolicy | None
     rate_limit: RateLimit | None
+    fill_wait: float
+    tenant_limits: Mapping[str, RateLimit | None] | None
     lease_seconds: float
     retention_days: int
     poll: float
@@ -125,8 +130,17 @@ class MinLog:
       (still deduplicated while the store holds its day) and counted in
       ``stats().beyond_horizon``; ``"refuse"`` makes it a `ValidationError`.
     * ``max_future_skew`` (300 s): how far after the clock an access may lie.
-    * ``batch_size`` (500), ``retry`` (`RetryPolicy`), ``rate_limit`` (`RateLimit` or
-      None), ``lease_seconds`` (120), ``delivery_threads`` (1), ``poll`` (1 s): delivery.
+    * ``batch_size`` (500), ``retry`` (`RetryPolicy`), ``lease_seconds`` (120),
+      ``delivery_threads`` (1), ``poll`` (1 s): delivery.
+    * ``rate_limit`` (`RateLimit.guidance()`: 20 requests an hour): each tenant's limit,
+      held for every process and host on the store (the store keeps the send times);
+      None: no limit. ``tenant_limits`` (None): per-tenant overrides, by CVR (a value of
+      None: that tenant has no limit); with ``tenants``, each tenant's own
+      ``rate_limit`` unless ``tenant_limits`` names it.
+    * ``fill_wait`` (600 s): a tenant's batch is sent once it is full (``batch_size``
+      entries) or its oldest entry has waited this long, so that requests carry full
+      batches; ``flush``, ``close`` and ``minlog drain`` do not wait for it. 0: send
+      what is due at once.
     * ``retention_days`` (730): entries older than MinLog2 keeps logs are not sent; they
       become dead letters (``minlog:beyond-retention``).
     * ``exit_timeout`` (5 s): the final flush at interpreter exit or ``with`` exit.
@@ -154,7 +168,9 @@ class MinLog:
         max_future_skew: float = 300.0,
         batch_size: int = 500,
         retry: RetryPolicy | None = None,
-        rate_limit: RateLimit | None = None,
+        rate_limit: RateLimit | None = _GUIDANCE,
+        fill_wait: float = DEFAULT_FILL_WAIT,
+        tenant_limits: Mapping[str, RateLimit | None] | None = None,
         lease_seconds: float = 120.0,
         retention_days: int = 730,
         poll: float = 1.0,
@@ -166,6 +182,8 @@ class MinLog:
     ) -> None:
         router = (tenants if tenants is None or isinstance(tenants, TenantRouter)
                   else TenantRouter(tenants))
+        if router is not None:  # each tenant's own limit, unless given here
+            tenant_limits = {**router.rate_limits(), **(tenant_limits or {})}
         transports = _transports(transport, router)
         versions = {v for t in transports.values()
                     if isinstance(v := getattr(t, "version", None), str)}
@@ -228,7 +246,8 @@ class MinLog:
             self._deliverer = Deliverer(
                 store, None, self._open_entry, transport_for=self._transport_for,
                 batch_size=batch_size, retry=retry,
-                rate_limit=rate_limit, lease_seconds=lease_seconds,
+                rate_limit=rate_limit, fill_wait=fill_wait, tenant_limits=tenant_limits,
+                lease_seconds=lease_seconds,
                 retention_days=retention_days, clock=clock)
             self._worker = Worker(self._deliverer, poll=poll, threads=delivery_threads,
                                   on_step=self._after_step)
@@ -501,8 +520,8 @@ class MinLog:
                 self.maintain()
             clock = self._clock
             if self._backlog.due(clock.monotonic()):
-                # One row per tenant once the store counts per tenant; "" is a single one.
-                self._backlog.check("", self.store.counts(), clock.time(), clock.monotonic())
+                self._backlog.check_all(self.store.tenant_counts(), clock.time(),
+                                        clock.monotonic())
         finally:
             with self._progress:
                 self._progress.notify_all()
@@ -533,10 +552,16 @@ class MinLog:
         been delivered (no dead letters either); False at the timeout or when dead letters
         wait for an operator. ``timeout=None`` waits as long as it takes."""
         self._check_open()
+        with self._deliverer.rushing():
+            return self._flush(timeout)
+
+    def _flush(self, timeout: float | None) -> bool:
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
         drive = not self._start_worker
         self._wake_worker()
+        if self._start_worker:
+            self._worker.hurry()
         while True:
             counts = self.store.counts()
             if counts.pending + counts.in_flight == 0:
@@ -597,12 +622,17 @@ class MinLog:
     # ------------------------------------------------------------------ operations
 
     def stats(self) -> Stats:
-        """Counters of this instance and totals of the (possibly shared) outbox."""
+        """Counters of this instance and totals of the (possibly shared) outbox, with the
+        outbox figures per tenant (`Stats.tenants`)."""
         self._check_open()
-        counts = self.store.counts()
-        now = self._clock.time()
-        backlog = counts.pending + counts.in_flight
-        limit = self._deliverer.rate_limit
+        tenants = self._tenant_stats(self.store.tenant_counts())
+        counts = StoreCounts(
+            sum(t.pending for t in tenants.values()),
+            sum(t.in_flight for t in tenants.values()),
+            sum(t.dead for t in tenants.values()), None)
+        ages = [t.oldest_pending_age for t in tenants.values()
+                if t.oldest_pending_age is not None]
+        drains = [t.drain_seconds or 0.0 for t in tenants.values()]
         with self._lock:
             c = dict(self._counters)
         fast = _peek(self._fast_dups)
@@ -613,13 +643,33 @@ class MinLog:
             duplicates=c["duplicates"], late=c["late"], beyond_horizon=c["beyond_horizon"],
             delivered=self._deliverer.delivered,
             pending=counts.pending, in_flight=counts.in_flight, dead=counts.dead,
-            oldest_pending_age=None if counts.oldest_pending is None
-            else max(0.0, now - counts.oldest_pending),
-            drain_seconds=(limit.drain_seconds(backlog, self._deliverer.batch_size)
-                           if limit else None),
+            oldest_pending_age=max(ages) if ages else None,
+            drain_seconds=max(drains) if self._deliverer.schedule.limited else None,
             hot_keys=len(self._ledger), last_error=self._deliverer.last_error,
-            unattributed=self._deliverer.unattributed,
+            unattributed=self._deliverer.unattributed, tenants=tenants,
         )
+
+    def _tenant_stats(self, counts: Mapping[str, StoreCounts]) -> dict[str, TenantStats]:
+        """`TenantStats` of every tenant with entries, dead letters or deliveries, or a
+        limit of its own; ``""`` too when no tenant has one."""
+        schedule = self._deliverer.schedule
+        delivered = self._deliverer.counters.snapshot()
+        names = set(counts) | set(delivered) | set(schedule.tenant_limits)
+        if not schedule.tenant_limits:
+            names.add("")
+        now = self._clock.time()
+        out = {}
+        none = StoreCounts(0, 0, 0, None)
+        for tenant in sorted(names):
+            c = counts.get(tenant, none)
+            done = delivered.get(tenant)
+            out[tenant] = TenantStats(
+                pending=c.pending, in_flight=c.in_flight, dead=c.dead,
+                oldest_pending_age=None if c.oldest_pending is None
+                else max(0.0, now - c.oldest_pending),
+                delivered=0 if done is None else done.delivered,
+                drain_seconds=schedule.drain_seconds(tenant, c.pending + c.in_flight))
+        return out
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:
         """Dead letters, oldest first, with their registrations opened."""

@@ -10,10 +10,14 @@ up before a citizen notices a missing log. No I/O here: the counts are passed in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from minlog.events import emit
 from minlog.store.base import StoreCounts
 
 __all__ = ["BacklogWatch"]
+
+_NOTHING = StoreCounts(0, 0, 0, None)
 
 
 class BacklogWatch:
@@ -37,6 +41,13 @@ class BacklogWatch:
             return False
         self._next_check = monotonic + self.every
         return True
+
+    def check_all(self, counts: Mapping[str, StoreCounts], now: float,
+                  monotonic: float) -> None:
+        """`check` every tenant of ``counts`` (the store's `tenant_counts`), and clear
+        the warnings of tenants that have nothing left."""
+        for tenant in sorted(set(counts) | set(self._warned)):
+            self.check(tenant, counts.get(tenant, _NOTHING), now, monotonic)
 
     def check(self, tenant: str, counts: StoreCounts, now: float, monotonic: float) -> None:
         """Log ``backlog`` or ``backlog_cleared`` for ``tenant`` as its counts say."""

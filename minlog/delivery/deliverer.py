@@ -2,6 +2,11 @@
 
 `Deliverer.step` does one round synchronously (claim, open, send, settle) and is what
 `minlog.delivery.worker.Worker` runs on its threads and ``minlog drain`` calls directly.
+Which tenant a round serves, and whether any may be served yet, is the store's claim
+under the deliverer's `minlog.delivery.schedule.DeliverySchedule` (full batches or
+``fill_wait``, per-tenant rate limits, turns), so it holds for every process and host;
+`Deliverer.rushing` asks for everything now (``flush``, ``close``, ``minlog drain``):
+no batch waits to fill, rate limits still hold.
 The entries travel as they are stored (`minlog.minlog2.entry.Batch`): validated once,
 when accepted, and written to XML straight from their fields.
 
@@ -38,10 +43,10 @@ Each outcome is counted per tenant (`minlog.delivery.counters.DeliveryCounters`,
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Final
 
@@ -50,6 +55,7 @@ import attrs
 from minlog.core.clock import SYSTEM_CLOCK, Clock
 from minlog.delivery.counters import DeliveryCounters
 from minlog.delivery.policy import RateLimit, RetryPolicy
+from minlog.delivery.schedule import DeliverySchedule
 from minlog.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from minlog.events import emit, redact
 from minlog.minlog2 import entry as _entry
@@ -90,6 +96,9 @@ class StepResult:
     dead: int = 0
     requests: int = 0
     wait: float | None = None  # seconds until there may be work again (None: unknown)
+    #: Due work is held back (no batch full or waited long enough, or every tenant
+    #: with one at its rate limit): new entries need not hurry the next round.
+    held: bool = False
 
 
 @attrs.define
@@ -98,6 +107,8 @@ class _Tally:
     retried: int = 0
     dead: int = 0
     requests: int = 0
+    #: The claim took the first request's send slot; more requests (halves) take theirs.
+    permit: bool = True
 
 
 _Item = tuple[OutboxEntry, _entry.Fields]
@@ -105,7 +116,7 @@ _Item = tuple[OutboxEntry, _entry.Fields]
 
 class Deliverer:
     """Delivery rounds; several threads may call `step` at once (claims are exclusive;
-    the rate limit and the counters are shared under a lock).
+    rate limits and turns are kept in the store, the counters under a lock).
 
     ``transport`` sends every entry; or ``transport_for(tenant)`` gives the transport of
     each tenant's entries (then ``transport`` may be None)."""
@@ -120,13 +131,13 @@ class Deliverer:
         batch_size: int = 500,
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
+        fill_wait: float = 0.0,
+        tenant_limits: Mapping[str, RateLimit | None] | None = None,
         lease_seconds: float = 120.0,
         retention_days: int = 730,
         clock: Clock = SYSTEM_CLOCK,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        if not 1 <= batch_size <= 10_000:
-            raise ValueError("batch_size must be between 1 and 10000")
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         if retention_days < 1:
@@ -139,14 +150,14 @@ class Deliverer:
         self.transport = transport
         self.transport_for = transport_for
         self.open_entry = open_entry
-        self.batch_size = batch_size
+        #: Batch size, fill wait and rate limits (raises ValueError for bad ones).
+        self.schedule = DeliverySchedule(batch_size, fill_wait, rate_limit, tenant_limits)
         self.retry = retry or RetryPolicy()
-        self.rate_limit = rate_limit
         self.lease_seconds = lease_seconds
         self.retention_days = retention_days
         self.clock = clock
         self.rand = rand
-        self.sent_at: deque[float] = deque(maxlen=rate_limit.requests if rate_limit else 1)
+        self._rushing = 0
         self.last_error: str | None = None
         #: What this deliverer did, per tenant (`minlog.metrics` reads it).
         self.counters = DeliveryCounters()
@@ -157,10 +168,32 @@ class Deliverer:
 
     def after_fork(self) -> None:
         """In a forked child: a lock of its own, and none of the parent's owed
-        settlements (they are the parent's to pay)."""
+        settlements (they are the parent's to pay), nor its rush."""
         self.lock = threading.Lock()
         self._owed = []
         self._owed_failures = 0
+        self._rushing = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.schedule.batch_size
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The default rate limit (`DeliverySchedule.limit_for` gives a tenant's)."""
+        return self.schedule.rate_limit
+
+    @contextlib.contextmanager
+    def rushing(self) -> Iterator[None]:
+        """While inside: rounds ask for everything now (no batch waits to fill; rate
+        limits still hold). For ``flush``, ``close`` and ``minlog drain``; nests."""
+        with self.lock:
+            self._rushing += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self._rushing -= 1
 
     @property
     def delivered(self) -> int:
@@ -173,22 +206,14 @@ class Deliverer:
         the entries of unknown fate again, in halves)."""
         return self.counters.total("unattributed")
 
-    def rate_wait(self, now: float) -> float:
-        if self.rate_limit is None:
+    def _reserve(self, tenant: str, tally: _Tally) -> float:
+        """Take a send slot under ``tenant``'s rate limit: 0 when taken, else seconds to
+        wait. The first request of a round uses the slot its claim took."""
+        if tally.permit:
+            tally.permit = False
             return 0.0
-        with self.lock:
-            return self.rate_limit.wait(list(self.sent_at), now)
-
-    def _reserve(self) -> float:
-        """Take a send slot under the rate limit: 0 when taken, else seconds to wait."""
-        with self.lock:
-            now = self.clock.monotonic()
-            if self.rate_limit is not None:
-                wait = self.rate_limit.wait(list(self.sent_at), now)
-                if wait > 0:
-                    return wait
-            self.sent_at.append(now)
-            return 0.0
+        return self.store.reserve_send(tenant, self.schedule.limit_for(tenant),
+                                       self.clock.time())
 
     def _settle_now(self, call: Callable[[], None]) -> None:
         """Run one settlement (the ack, retry or bury of a lease's entries). When the
@@ -239,13 +264,12 @@ class Deliverer:
         if self._owed and not self.settle_owed():
             return StepResult(wait=min(OWED_WAIT, 0.1 * 2 ** min(self._owed_failures, 10)))
         now = self.clock.time()
-        wait = self.rate_wait(self.clock.monotonic())
-        if wait > 0:
-            return StepResult(wait=wait)
-        lease = self.store.claim(self.batch_size, self.lease_seconds, now)
+        lease = self.store.claim(self.batch_size, self.lease_seconds, now,
+                                 schedule=self.schedule, fill=not self._rushing)
         if not lease.entries:
-            due = self.store.next_due()
-            return StepResult(wait=None if due is None else max(0.0, due - now))
+            if lease.next_at is None:
+                return StepResult(wait=None, held=lease.held)
+            return StepResult(wait=max(0.0, lease.next_at - now), held=lease.held)
         tally = _Tally()
         ready: dict[str, list[_Item]] = {}  # by tenant: each sent with its own transport
         dead: list[tuple[int, str, str]] = []
@@ -277,13 +301,13 @@ class Deliverer:
 
     def _deliver(self, lease: str, batch: list[_Item], tally: _Tally) -> None:
         ids = [e.id for e, _ in batch]
-        wait = self._reserve()
+        tenant = batch[0][0].tenant
+        wait = self._reserve(tenant, tally)
         if wait > 0:  # a split must respect the limit too: try the rest later
             self._retry(lease, ids, self.clock.time() + wait)
             tally.retried += len(ids)
             return
         tally.requests += 1
-        tenant = batch[0][0].tenant
         attempts = max(e.attempts for e, _ in batch)
         self.counters.add(tenant, "requests")
         started = self.clock.monotonic()

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -74,11 +74,18 @@ class RateLimit:
         return cls(20, 3600.0)
 
     def wait(self, sent_at: Sequence[float], now: float) -> float:
-        """Seconds until one more request is allowed, given the send times so far."""
+        """Seconds until one more request is allowed, given the send times so far (in
+        time order). A send time after ``now`` (another host's clock a little ahead)
+        counts as recent: the limit errs on the safe side."""
         recent = [t for t in sent_at if t > now - self.per]
         if len(recent) < self.requests:
             return 0.0
-        return recent[-self.requests] + self.per - now
+        return max(0.0, recent[-self.requests] + self.per - now)
+
+    def keep(self, sent_at: Iterable[float], now: float) -> tuple[float, ...]:
+        """The send times worth keeping once one more is sent at ``now``: the latest
+        ``requests`` of them, in time order (all that `wait` needs)."""
+        return tuple(sorted([*sent_at, now])[-self.requests:])
 
     def drain_seconds(self, entries: int, batch_size: int) -> float:
         """Seconds needed to send ``entries`` at this limit."""

@@ -1,7 +1,11 @@
 """`Worker`: delivery rounds on daemon threads, until stopped.
 
 ``wake()`` after new work; the threads also poll every ``poll`` seconds, since other
-processes may add work to a shared store. Store errors are logged, kept in the
+processes may add work to a shared store. While due work is held back (batches filling,
+tenants at their rate limits: `StepResult.held`), new work does not wake them: the next
+round comes when the schedule says, or within ``poll`` seconds, so that recording does
+not make the delivery threads ask the store once per log; ``hurry()`` (``flush``) wakes
+them anyway. Store errors are logged, kept in the
 deliverer's ``last_error`` and retried after a pause: the worker never dies of them.
 Waiting uses real time (`threading.Event`); the rounds themselves read the injected clock.
 """
@@ -35,6 +39,7 @@ class Worker:
         self.threads = threads
         self.on_step = on_step
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
@@ -56,11 +61,18 @@ class Worker:
                 t.start()
 
     def wake(self) -> None:
+        """New work: look at once, unless due work is held back (then within ``poll``)."""
+        self._wake.set()
+
+    def hurry(self) -> None:
+        """Look at once, even while due work is held back (``flush``)."""
+        self._hurry.set()
         self._wake.set()
 
     def stop(self, timeout: float | None) -> bool:
         """Ask the thread to stop after its current step; True when it has stopped."""
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
@@ -82,5 +94,7 @@ class Worker:
                 continue
             wait = self.poll if result.wait is None else min(result.wait, self.poll)
             if wait > 0:
-                self._wake.wait(wait)
+                event = self._hurry if result.held else self._wake
+                event.wait(wait)
+                self._hurry.clear()
                 self._wake.clear()

@@ -7,10 +7,11 @@ ID cards) and a few settings. Every exporter (`minlog.metrics.prometheus`,
 there are, so an exporter can register them before the first collection.
 
 Every family that concerns a municipality carries a ``tenant`` label: its CVR, or ``""``
-for a single municipality. The delivery counters, the ID cards and the certificates have
-a row per tenant (`_tenant_cards`, `_tenant_certificates`: each tenant's own transport);
-the outbox totals are one row, ``""``, until the store counts per tenant
-(`_tenant_stats`).
+for a single municipality. The outbox families have one row per tenant of
+`minlog.client.stats.Stats.tenants` (`_tenant_stats`), the delivery counters one per
+tenant delivered for, the ID cards and the certificates one per tenant's own transport
+(`_tenant_cards`, `_tenant_certificates`); this process's recording counters are
+labelled ``""`` (they are not counted per tenant).
 
 No family and no label ever holds a CPR number: the labels are tenants (CVR numbers),
 fault kinds, card reasons and settings.
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from minlog.client.facade import MinLog
-    from minlog.client.stats import Stats
+    from minlog.client.stats import Stats, TenantStats
     from minlog.minlog2.idcard import CardCache
 
 __all__ = ["CATALOGUE", "FamilySpec", "MetricFamily", "Sample", "check_families", "collect"]
@@ -166,9 +167,10 @@ class _Builder:
         return [MetricFamily(spec, tuple(self.samples[spec.name])) for spec in CATALOGUE]
 
 
-def _tenant_stats(log: MinLog) -> Mapping[str, Stats]:
-    """The per-tenant statistics: one row, ``""``, until the store counts per tenant."""
-    return {"": log.stats()}
+def _tenant_stats(log: MinLog) -> tuple[Stats, Mapping[str, TenantStats]]:
+    """This instance's statistics and the outbox figures per tenant (`Stats.tenants`)."""
+    stats = log.stats()
+    return stats, stats.tenants
 
 
 def _tenant_cards(log: MinLog) -> Mapping[str, CardCache]:
@@ -200,27 +202,27 @@ def collect(log: MinLog) -> list[MetricFamily]:
     b = _Builder()
     b.add("minlog_info", 1, version=__version__, schema_version=log.schema_version,
           system_name=log.system_name, store=_store_kind(log))
+    stats: Stats | None
     try:
-        rows = _tenant_stats(log)
+        stats, rows = _tenant_stats(log)
     except MinlogError as e:
         emit("collect_failed", "metrics: the store did not answer: %s", e,
              error=type(e).__name__)
-        rows = {}
-    b.add("minlog_store_up", 1 if rows else 0)
-    hot = None
-    for tenant, s in rows.items():
-        b.add("minlog_outbox_pending", s.pending, tenant=tenant)
-        b.add("minlog_outbox_in_flight", s.in_flight, tenant=tenant)
-        b.add("minlog_outbox_dead", s.dead, tenant=tenant)
-        b.add("minlog_outbox_oldest_pending_age_seconds", s.oldest_pending_age or 0.0,
+        stats, rows = None, {}
+    b.add("minlog_store_up", 0 if stats is None else 1)
+    for tenant, t in rows.items():
+        b.add("minlog_outbox_pending", t.pending, tenant=tenant)
+        b.add("minlog_outbox_in_flight", t.in_flight, tenant=tenant)
+        b.add("minlog_outbox_dead", t.dead, tenant=tenant)
+        b.add("minlog_outbox_oldest_pending_age_seconds", t.oldest_pending_age or 0.0,
               tenant=tenant)
-        b.add("minlog_outbox_drain_seconds", s.drain_seconds, tenant=tenant)
-        b.add("minlog_recorded_total", s.recorded, tenant=tenant)
-        b.add("minlog_first_of_day_total", s.first_of_day, tenant=tenant)
-        b.add("minlog_duplicates_total", s.duplicates, tenant=tenant)
-        b.add("minlog_late_total", s.late, tenant=tenant)
-        b.add("minlog_beyond_horizon_total", s.beyond_horizon, tenant=tenant)
-        hot = s.hot_keys
+        b.add("minlog_outbox_drain_seconds", t.drain_seconds, tenant=tenant)
+    if stats is not None:
+        b.add("minlog_recorded_total", stats.recorded, tenant="")
+        b.add("minlog_first_of_day_total", stats.first_of_day, tenant="")
+        b.add("minlog_duplicates_total", stats.duplicates, tenant="")
+        b.add("minlog_late_total", stats.late, tenant="")
+        b.add("minlog_beyond_horizon_total", stats.beyond_horizon, tenant="")
     counted = log._deliverer.counters.snapshot()
     for tenant in sorted(set(counted) | set(rows)):
         c = counted.get(tenant) or TenantCounts()
@@ -239,7 +241,7 @@ def collect(log: MinLog) -> list[MetricFamily]:
     for tenant, certificate in _tenant_certificates(log).items():
         b.add("minlog_certificate_expiry_timestamp_seconds",
               certificate.not_valid_after_utc.timestamp(), tenant=tenant)
-    b.add("minlog_hot_keys", hot)
+    b.add("minlog_hot_keys", None if stats is None else stats.hot_keys)
     return b.families()
 
 

@@ -22,6 +22,11 @@ write raise `StoreError`.
 
 All times are POSIX seconds passed in by the caller (the clock is the caller's). Every
 method completes or raises `StoreError`; `append` is ONE transaction.
+
+Delivery is scheduled per tenant (`minlog.delivery.schedule`): a claim takes the entries
+of ONE tenant, the one the schedule picks from what the store records in the same
+transaction (each tenant's due work, its turn and its recent send times), and records
+that send, so that rate limits and turns hold for every process and host on the store.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from typing import Final, Literal, NamedTuple, Protocol
 
 import attrs
 
+from minlog.delivery.policy import RateLimit
+from minlog.delivery.schedule import DeliverySchedule
 from minlog.errors import ConfigurationError
 
 __all__ = ["DEFAULT_DURABILITY", "POSTGRES_SYNCHRONOUS_COMMIT", "SQLITE_SYNCHRONOUS",
@@ -88,13 +95,25 @@ class OutboxEntry:
 
 @attrs.frozen(slots=True)
 class Lease:
-    """What one `Store.claim` leased: its entries and the token that settles them. Only
-    the holder of the current lease may ack, retry or bury an entry: an entry whose lease
-    ran out and was claimed again belongs to the new lease."""
+    """What one `Store.claim` leased: its entries (all of one tenant) and the token that
+    settles them. Only the holder of the current lease may ack, retry or bury an entry:
+    an entry whose lease ran out and was claimed again belongs to the new lease.
+
+    When nothing was leased: ``next_at`` is the earliest time a claim may find a tenant
+    eligible (its batch full or waited long enough, under its rate limit, or an entry
+    due), None when nothing waits at all; ``held`` says whether due entries were held
+    back (no batch full or waited long enough, or their tenants at their rate limits)."""
 
     token: str
     entries: tuple[OutboxEntry, ...]
     until: float
+    next_at: float | None = None
+    held: bool = False
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant of the entries (None when there are none)."""
+        return self.entries[0].tenant if self.entries else None
 
 
 @attrs.frozen(slots=True)
@@ -169,9 +188,23 @@ class Store(Protocol):
 
     # -------------------------------------------------------------- delivery
 
-    def claim(self, limit: int, lease_seconds: float, now: float) -> Lease:
+    def claim(self, limit: int, lease_seconds: float, now: float, *,
+              schedule: DeliverySchedule | None = None, fill: bool = True) -> Lease:
         """Lease up to ``limit`` due entries (pending, or leased with a lease that ran
-        out), oldest first, for ``lease_seconds``; their attempt counters go up."""
+        out) of ONE tenant, oldest first, for ``lease_seconds``; their attempt counters
+        go up. In the same transaction: the tenant is the one ``schedule`` picks
+        (`DeliverySchedule.pick`: ready to fill, under its rate limit, least recently
+        served) from the store's records of every tenant with due work, and the send is
+        recorded (its turn, and its send time when it has a limit). ``fill=False`` asks
+        for everything now: no tenant waits for its batch to fill (rate limits still
+        hold). Without a schedule: no limits, no fill, turns still taken. When nothing
+        is leased, `Lease.next_at` says when to ask again."""
+        ...
+
+    def reserve_send(self, tenant: str, limit: RateLimit | None, now: float) -> float:
+        """Take one more send of ``tenant`` under ``limit`` (a batch sent again in halves
+        sends more than one request): 0 when taken (recorded at ``now``), else the
+        seconds until one is free. One transaction, exact across processes and hosts."""
         ...
 
     def release_leases(self) -> int:
@@ -204,6 +237,10 @@ class Store(Protocol):
 
     def counts(self) -> StoreCounts:
         """Pending, in flight and dead totals."""
+        ...
+
+    def tenant_counts(self) -> dict[str, StoreCounts]:
+        """`counts` per tenant (tenants with neither entries nor dead letters are absent)."""
         ...
 
     def next_due(self) -> float | None:

@@ -9,8 +9,12 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
 * `append` is ONE statement and one round trip per batch: arrays are ``unnest``-ed,
   ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` decides newness, and the outbox rows of
   the new keys are inserted by the same statement (one transaction).
-* `claim` leases due entries with ``FOR UPDATE SKIP LOCKED`` under a fresh token
-  (`minlog.store.owners`): workers on several hosts never take the same entry; an expired
+* `claim` leases the due entries of one tenant (`minlog.delivery.schedule`: ready to
+  fill, under its rate limit, least recently served) with ``FOR UPDATE SKIP LOCKED``
+  under a fresh token (`minlog.store.owners`), after locking that tenant's state row
+  (``tenants``: turn, recent send times) with ``FOR UPDATE SKIP LOCKED`` and recording
+  the send in the same transaction, so rate limits and turns hold for every host.
+  Workers on several hosts never take the same entry; an expired
   lease returns the entry to the pool, and only the current lease settles an entry. Every
   few seconds a claim also takes back the leases of owners of this host that are gone (a
   killed process, a closed instance): their batches do not wait for the lease to run out.
@@ -27,12 +31,15 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 from minlog import forking
+from minlog.delivery.policy import RateLimit
+from minlog.delivery.schedule import DeliverySchedule, unscheduled
 from minlog.errors import ConfigurationError, StoreError
-from minlog.store import owners
+from minlog.store import owners, postgres_turns
 from minlog.store.base import (
     DEFAULT_DURABILITY,
     POSTGRES_SYNCHRONOUS_COMMIT,
@@ -56,7 +63,9 @@ else:
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
+#: How often a claim asks again when another claim held the tenant it could serve.
+_CONTENDED_TRIES: Final = 10
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _T = TypeVar("_T")
 
@@ -87,6 +96,16 @@ _MIGRATIONS: Final[dict[int, list[str]]] = {
     3: [
         "ALTER TABLE {s}.meta ADD COLUMN IF NOT EXISTS data bytea",
         "CREATE INDEX IF NOT EXISTS outbox_leased ON {s}.outbox (owner) WHERE state = 1",
+    ],
+    # 4: each tenant's delivery state (`minlog.delivery.schedule`): its turn (from a
+    # sequence: the most recently served has the highest), when it was last served and
+    # its recent send times, locked by the claim that serves it (rate limits and turns
+    # for every host).
+    4: [
+        "CREATE TABLE IF NOT EXISTS {s}.tenants (tenant text PRIMARY KEY, "
+        "turn bigint NOT NULL DEFAULT 0, served double precision, "
+        "sent double precision[] NOT NULL DEFAULT ARRAY[]::double precision[])",
+        "CREATE SEQUENCE IF NOT EXISTS {s}.tenant_turns",
     ],
 }
 
@@ -443,25 +462,39 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def claim(self, limit: int, lease_seconds: float, now: float) -> Lease:
+    def claim(self, limit: int, lease_seconds: float, now: float, *,
+              schedule: DeliverySchedule | None = None, fill: bool = True) -> Lease:
         token = self._owner.token()
         until = now + lease_seconds
         reap = self._owner.reap_due(now)
-        statement = self._q(
-            "UPDATE {s}.outbox SET state = 1, due = %(until)s, owner = %(token)s, "
-            "attempts = attempts + 1 WHERE id IN (SELECT id FROM {s}.outbox "
-            "WHERE due <= %(now)s ORDER BY due, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-            "RETURNING id, key, payload, attempts, tenant")
-        def step(conn: psycopg.Connection[Any]) -> list[Any]:
+        plan = schedule or unscheduled(limit)
+
+        def step(conn: psycopg.Connection[Any]
+                 ) -> tuple[list[Any], float | None, bool, bool]:
             if reap:
                 self._reap(conn)
-            return conn.execute(statement, {
-                "until": until, "token": token, "now": now, "limit": limit}).fetchall()
+            return postgres_turns.claim_rows(
+                conn, self._q, plan, limit=limit, token=token, until=until, now=now,
+                fill=fill, turns=f"{self.schema}.tenant_turns")
 
-        rows = self._run(step)
+        # A tenant passed over because another claim held it: ask again in a new
+        # transaction once that claim has had a moment to commit, a few times at most
+        # (a claim's transaction takes milliseconds; nothing waits on a lock meanwhile).
+        for attempt in range(_CONTENDED_TRIES):
+            rows, next_at, held, contended = self._run(step)
+            reap = False
+            if rows or not contended:
+                break
+            time.sleep(0.002 * (attempt + 1))
         rows.sort(key=lambda r: r[0])
         return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
-                                  for r in rows), until)
+                                  for r in rows), until, next_at, held)
+
+    def reserve_send(self, tenant: str, limit: RateLimit | None, now: float) -> float:
+        if limit is None:
+            return 0.0
+        return self._run(lambda c: postgres_turns.reserve_send(c, self._q, tenant, limit,
+                                                                now))
 
     def _reap(self, conn: psycopg.Connection[Any], *, mine: bool = False) -> int:
         """Return entries leased by owners of this host that are gone
@@ -539,6 +572,9 @@ class PostgresStore:
                                None if row[2] is None else float(row[2]))
 
         return self._run(step, retry=True)
+
+    def tenant_counts(self) -> dict[str, StoreCounts]:
+        return self._run(lambda c: postgres_turns.tenant_counts(c, self._q), retry=True)
 
     def next_due(self) -> float | None:
         row = self._run(lambda c: c.execute(

@@ -37,8 +37,10 @@ from typing import Any, Final, TypeVar
 import sqlite_utils
 
 from minlog import forking
+from minlog.delivery.policy import RateLimit
+from minlog.delivery.schedule import DeliverySchedule, unscheduled
 from minlog.errors import StoreError
-from minlog.store import owners
+from minlog.store import owners, sqlite_turns
 from minlog.store.base import (
     DEFAULT_DURABILITY,
     SQLITE_SYNCHRONOUS,
@@ -367,21 +369,26 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ delivery
 
-    def claim(self, limit: int, lease_seconds: float, now: float) -> Lease:
+    def claim(self, limit: int, lease_seconds: float, now: float, *,
+              schedule: DeliverySchedule | None = None, fill: bool = True) -> Lease:
         token = self._owner.token()
         until = now + lease_seconds
+        plan = schedule or unscheduled(limit)
         with self._tx() as conn:
             if self._owner.reap_due(now):
                 self._reap(conn)
-            rows = conn.execute(
-                "UPDATE outbox SET state = 1, owner = ?, due = ?, attempts = attempts + 1 "
-                "WHERE id IN (SELECT id FROM outbox WHERE due <= ? ORDER BY id LIMIT ?) "
-                "RETURNING id, key, payload, attempts, tenant",
-                [token, until, now, limit]).fetchall()
+            rows, next_at, held = sqlite_turns.claim_rows(
+                conn, plan, limit=limit, token=token, until=until, now=now, fill=fill)
         self._checkpoint(now)
         rows.sort(key=lambda r: r[0])
         return Lease(token, tuple(OutboxEntry(r[0], bytes(r[1]), bytes(r[2]), r[3], r[4])
-                                  for r in rows), until)
+                                  for r in rows), until, next_at, held)
+
+    def reserve_send(self, tenant: str, limit: RateLimit | None, now: float) -> float:
+        if limit is None:
+            return 0.0
+        with self._tx() as conn:
+            return sqlite_turns.reserve_send(conn, tenant, limit, now)
 
     def release_leases(self) -> int:
         with self._tx() as conn:
@@ -450,6 +457,9 @@ class SQLiteStore:
             return StoreCounts(pending, in_flight, dead, oldest)
 
         return self._read(q)
+
+    def tenant_counts(self) -> dict[str, StoreCounts]:
+        return self._read(sqlite_turns.tenant_counts)
 
     def next_due(self) -> float | None:
         row = self._read(lambda c: c.execute("SELECT MIN(due) FROM outbox").fetchone())

@@ -7,7 +7,15 @@ brings a file up to `SCHEMA_VERSION` one step at a time, inside the caller's
 transaction, and refuses a file made by a newer minlog; `check_version` (then `check`)
 is what a read-only opening does instead.
 
-Version 2 (this one):
+Version 3 (this one) adds to version 2:
+
+* ``tenants``: the delivery state of each tenant (`minlog.delivery.schedule`): its
+  ``turn`` (0 never served; the most recently served has the highest), when it was last
+  ``served``, and its recent send times (``sent``, little-endian doubles), taken and
+  written inside the claim transaction so that rate limits and turns hold for every
+  process on the file. Migrating from version 2 adds the (empty) table.
+
+Version 2:
 
 * ``seen (day, key)``: the seen-set, its primary key the pair (``WITHOUT ROWID``: the
   table is its index). Pruning a day is a range delete on the key's first column.
@@ -50,7 +58,7 @@ from minlog.errors import ConfigurationError, StoreError
 __all__ = ["LAYOUT", "SCHEMA_VERSION", "StoreLayout", "check", "check_version", "describe",
            "migrate", "version"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 def _create_2(db: sqlite_utils.Database) -> None:
@@ -83,6 +91,13 @@ def _ensure_2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (owner) WHERE state = 1")
 
 
+def _add_3(db: sqlite_utils.Database) -> None:
+    """Version 3: the tenants' delivery state (turns, recent send times)."""
+    db.execute("CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, "
+               "turn INTEGER NOT NULL DEFAULT 0, served REAL, "
+               "sent BLOB NOT NULL DEFAULT x'')")
+
+
 def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
     """Key blocks and outbox segments (0.1) to rows: every open entry moves over."""
     db.execute("ALTER TABLE outbox RENAME TO outbox_v1")
@@ -113,7 +128,8 @@ def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
 
 
 #: The step that brings a file of version ``n - 1`` to version ``n``.
-_STEPS: Final[dict[int, Callable[[sqlite_utils.Database], None]]] = {2: _migrate_1_to_2}
+_STEPS: Final[dict[int, Callable[[sqlite_utils.Database], None]]] = {
+    2: _migrate_1_to_2, 3: _add_3}
 
 
 def version(db: sqlite_utils.Database) -> int:
@@ -152,6 +168,7 @@ def migrate(db: sqlite_utils.Database, name: str) -> None:
     _too_new(current, name)
     if current == 0:  # a new file goes straight to the current version
         _create_2(db)
+        _add_3(db)
     else:
         for step in range(current + 1, SCHEMA_VERSION + 1):
             _STEPS[step](db)
@@ -169,6 +186,7 @@ LAYOUT: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "dead": (("id", "key", "payload", "attempts", "code", "text", "died_at", "accepted_at",
               "tenant"), ("id",)),
     "aliases": (("scope", "code", "subject", "sealed"), ("scope", "code")),
+    "tenants": (("tenant", "turn", "served", "sent"), ("tenant",)),
     "_meta": (("name", "value"), ("name",)),
 }
 #: The indexes of this version, by table.

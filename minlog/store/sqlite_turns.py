@@ -1,0 +1,103 @@
+"""The SQLite store's scheduled claims: one tenant per lease, turns and rate limits kept in
+the file (table ``tenants``, `minlog.store.sqlite_schema`), decided by
+`minlog.delivery.schedule.DeliverySchedule`.
+
+Every function runs inside the caller's ``BEGIN IMMEDIATE`` transaction: SQLite's write
+lock makes the read of the tenants' state, the choice, the lease and the record of the
+send one step for every process on the file, so a rate limit holds however many
+processes deliver.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from typing import Any, Final
+
+from minlog.delivery.policy import RateLimit
+from minlog.delivery.schedule import DeliverySchedule, TenantDue
+from minlog.store.base import StoreCounts
+
+__all__ = ["claim_rows", "reserve_send", "tenant_counts"]
+
+_RECORD: Final = (
+    "INSERT INTO tenants (tenant, turn, served, sent) VALUES "
+    "(?1, (SELECT COALESCE(MAX(turn), 0) + 1 FROM tenants), ?2, ?3) "
+    "ON CONFLICT (tenant) DO UPDATE SET turn = excluded.turn, served = excluded.served, "
+    "sent = excluded.sent")
+
+
+def _pack(sent: tuple[float, ...]) -> bytes:
+    return struct.pack(f"<{len(sent)}d", *sent)
+
+
+def _unpack(blob: bytes | None) -> tuple[float, ...]:
+    if not blob:
+        return ()
+    return struct.unpack(f"<{len(blob) // 8}d", blob)
+
+
+def _state(conn: sqlite3.Connection, tenant: str | None = None
+           ) -> dict[str, tuple[int, tuple[float, ...]]]:
+    if tenant is None:
+        rows = conn.execute("SELECT tenant, turn, sent FROM tenants")
+    else:
+        rows = conn.execute("SELECT tenant, turn, sent FROM tenants WHERE tenant = ?",
+                            [tenant])
+    return {str(t): (int(turn), _unpack(sent)) for t, turn, sent in rows}
+
+
+def claim_rows(conn: sqlite3.Connection, schedule: DeliverySchedule, *, limit: int,
+               token: str, until: float, now: float, fill: bool
+               ) -> tuple[list[Any], float | None, bool]:
+    """Lease the due entries of the tenant ``schedule`` picks and record its send; the
+    leased rows ``(id, key, payload, attempts, tenant)``, and when nothing was leased,
+    when to look again (None: nothing waits)."""
+    state = _state(conn)
+    due = [TenantDue(str(t), int(n), float(oldest), *state.get(str(t), (0, ())))
+           for t, n, oldest in conn.execute(
+               "SELECT tenant, COUNT(*), MIN(accepted_at) FROM outbox WHERE due <= ? "
+               "GROUP BY tenant", [now])]
+    pick = schedule.pick(due, now, fill=fill)
+    if pick.tenant is not None:
+        rows = conn.execute(
+            "UPDATE outbox SET state = 1, owner = ?, due = ?, attempts = attempts + 1 "
+            "WHERE id IN (SELECT id FROM outbox WHERE due <= ? AND tenant = ? "
+            "ORDER BY id LIMIT ?) RETURNING id, key, payload, attempts, tenant",
+            [token, until, now, pick.tenant, limit]).fetchall()
+        if rows:
+            sent = state.get(pick.tenant, (0, ()))[1]
+            conn.execute(_RECORD, [pick.tenant, now,
+                                   _pack(schedule.sent_after(pick.tenant, sent, now))])
+            return rows, None, False
+    (later,) = conn.execute("SELECT MIN(due) FROM outbox WHERE due > ?", [now]).fetchone()
+    times = [t for t in (pick.at, later) if t is not None]
+    return [], min(times) if times else None, bool(due)
+
+
+def reserve_send(conn: sqlite3.Connection, tenant: str, limit: RateLimit | None,
+                 now: float) -> float:
+    """One more send of ``tenant`` under ``limit``: 0 when taken, else seconds to wait."""
+    if limit is None:
+        return 0.0
+    turn, sent = _state(conn, tenant).get(tenant, (0, ()))
+    wait = limit.wait(sorted(sent), now)
+    if wait > 0:
+        return wait
+    conn.execute("INSERT INTO tenants (tenant, turn, sent) VALUES (?, ?, ?) "
+                 "ON CONFLICT (tenant) DO UPDATE SET sent = excluded.sent",
+                 [tenant, turn, _pack(limit.keep(sent, now))])
+    return 0.0
+
+
+def tenant_counts(conn: sqlite3.Connection) -> dict[str, StoreCounts]:
+    """Pending, in flight, dead and the oldest accept time, per tenant."""
+    out: dict[str, StoreCounts] = {}
+    for tenant, pending, in_flight, oldest in conn.execute(
+            "SELECT tenant, SUM(state = 0), SUM(state = 1), MIN(accepted_at) FROM outbox "
+            "GROUP BY tenant"):
+        out[str(tenant)] = StoreCounts(int(pending), int(in_flight), 0, oldest)
+    for tenant, dead in conn.execute("SELECT tenant, COUNT(*) FROM dead GROUP BY tenant"):
+        c = out.get(str(tenant)) or StoreCounts(0, 0, 0, None)
+        out[str(tenant)] = StoreCounts(c.pending, c.in_flight, int(dead), c.oldest_pending)
+    return out
