@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -314,10 +315,22 @@ class TestProgress:
                 assert progress.terminal
                 progress.bar(50, 100, "events")
                 progress.bar(100, 100, "events")
-            written = os.read(leader, 4096)
+            written = _read_pty(leader, until=b"\n")
         finally:
             os.close(leader)
             os.close(follower)
         assert written.count(b"\r  [") == 2
         assert b"100/100" in written
         # a \r of its own before the final newline)
+
+
+def _read_pty(fd: int, *, until: bytes) -> bytes:
+    """What a pseudo-terminal's other side has written, read until ``until`` arrives (a
+    read returns what is there at that moment, which may be only the first write)."""
+    written = b""
+    while until not in written:
+        ready, _, _ = select.select([fd], [], [], 10.0)
+        if not ready:
+            break
+        written += os.read(fd, 4096)
+    return written
