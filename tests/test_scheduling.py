@@ -16,6 +16,7 @@ from minlog.delivery.schedule import DEFAULT_FILL_WAIT
 from minlog.metrics import render_prometheus
 from minlog.minlog2 import entry
 from minlog.store import NewEntry
+from minlog.tenants import Tenant
 
 KEY = bytes(range(32))
 START = dt.datetime(2026, 11, 24, 7, 0, tzinfo=dt.UTC)
@@ -31,6 +32,15 @@ def open_log(path: Path, clock: FixedClock, **options: object) -> MinLog:
     return MinLog.open(path, transport=MemoryTransport(), system_name="Cura", key=KEY,
                        clock=clock, start_worker=False, exit_timeout=0.0,
                        durability="process", **options)  # type: ignore[arg-type]
+
+
+def open_tenants(path: Path, clock: FixedClock, **options: object) -> MinLog:
+    """A log serving tenants A and B, each with a transport of its own."""
+    tenants = [Tenant(cvr, f"Kommune {cvr}", transport=MemoryTransport(),
+                      units=[f"38000000000000{i}"]) for i, cvr in enumerate((A, B))]
+    return MinLog.open(path, tenants=tenants, system_name="Cura", key=KEY, clock=clock,
+                       start_worker=False, exit_timeout=0.0, durability="process",
+                       **options)  # type: ignore[arg-type]
 
 
 def tenant_entries(log: MinLog, tenant: str, count: int, first: int) -> list[NewEntry]:
@@ -109,8 +119,8 @@ class TestLimits:
         """flush sends everything of an unlimited tenant and only what its limit allows
         of a limited one; the rest stays pending for later."""
         clock = FixedClock(START)
-        with open_log(tmp_path / "m.sqlite", clock, batch_size=10,
-                      tenant_limits={A: RateLimit(2, 3600.0), B: None}) as log:
+        with open_tenants(tmp_path / "m.sqlite", clock, batch_size=10,
+                          tenant_limits={A: RateLimit(2, 3600.0), B: None}) as log:
             log.store.append(tenant_entries(log, A, 50, 0) + tenant_entries(log, B, 50, 100),
                              clock.time())
             assert not log.flush(timeout=0.5)
@@ -152,8 +162,8 @@ class TestPerTenantFigures:
     def test_backlog_warnings_name_the_tenant(self, tmp_path: Path,
                                              caplog: pytest.LogCaptureFixture) -> None:
         clock = SimulatedClock(START)
-        with open_log(tmp_path / "m.sqlite", clock, backlog_warning=600.0,
-                      tenant_limits={A: RateLimit(1, 86400.0)}) as log:
+        with open_tenants(tmp_path / "m.sqlite", clock, backlog_warning=600.0,
+                          tenant_limits={A: RateLimit(1, 86400.0), B: None}) as log:
             log.store.append(tenant_entries(log, A, 600, 0), clock.time())
             log.store.append(tenant_entries(log, B, 1, 1000), clock.time())
             with caplog.at_level(logging.WARNING, logger="minlog"):
