@@ -86,9 +86,10 @@ class TestJson:
         doc = one_json(out)
         assert status == exits.OK
         assert set(doc) == {"pending", "in_flight", "dead", "oldest_pending_age", "max_age",
-                            "problems"}
+                            "problems", "tenants"}
         assert (doc["pending"], doc["in_flight"], doc["dead"], doc["problems"]) == (
             3, 0, 0, [])
+        assert doc["tenants"][""]["pending"] == 3  # a single municipality: one row, ""
 
     def test_dead_letters_redrive_and_never_a_cpr_number(self, db: Path) -> None:
         bury_all(db)

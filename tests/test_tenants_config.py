@@ -4,6 +4,8 @@ and every misconfiguration is a clear error at start-up naming the tenant."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -292,3 +294,35 @@ class TestMisconfiguration:
             assert log.tenants is not None
             assert [t.cvr for t in log.tenants] == [AARHUS]
             assert log._deliverer.rate_limit is None
+
+
+class TestTheCommands:
+    def test_status_and_drain_serve_an_installation(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``minlog status --config minlog.toml`` shows a row per tenant with its drain
+        time under its own limit; ``minlog drain --config minlog.toml`` sends each
+        tenant's logs under its own card."""
+        from minlog.cli.main import main
+
+        units = {AARHUS: {"380000000000001"}, ODENSE: {"380000000000030"}}
+        with FakeNSP(cvrs={AARHUS, ODENSE}, units=units) as nsp:
+            path = write_example(tmp_path, nsp, monkeypatch)
+            now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+            with Installation.from_toml(path).open(start_worker=False,
+                                                   exit_timeout=0.0) as log:
+                for i in range(3):
+                    assert log.record(Access(f"0{i + 1}03303456", ANNE,
+                                             Organisation("380000000000001"), "Opslag", now))
+                assert log.record(Access("0903303456", ANNE,
+                                         Organisation("380000000000030"), "Opslag", now))
+            db, out = str(tmp_path / "minlog.sqlite"), io.StringIO()
+            assert main(["status", db, "--json", "--config", str(path)], out) == 0
+            tenants = json.loads(out.getvalue())["tenants"]
+            assert {t: r["pending"] for t, r in tenants.items()} == {AARHUS: 3, ODENSE: 1}
+            assert tenants[ODENSE]["drain_seconds"] == 0.0  # one request of its 40 an hour
+            out = io.StringIO()
+            assert main(["status", db], out) == 0
+            assert f"\n{AARHUS}" in out.getvalue()
+            assert main(["drain", db, "--config", str(path), "--json", "--progress", "0",
+                         "--timeout", "30"], io.StringIO()) == 0
+        assert {b.cvr: len(b.registrations) for b in nsp.batches} == {AARHUS: 3, ODENSE: 1}

@@ -214,7 +214,7 @@ class TestHealth:
         transport = MemoryTransport()
         transport.fail_next(TransientDeliveryError(f"citizen {CITIZEN} unknown"), times=1)
         log = MinLog.open(db, transport=transport, system_name="Cura", start_worker=False,
-                          exit_timeout=0.0, rate_limit=None)
+                          exit_timeout=0.0, rate_limit=None, fill_wait=0)
         service = DeliveryService(log, poll=0.05)
         with HealthServer(service, 0) as server:
             status, body = get(server.url + "/healthz")

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+import attrs
 
 from minlog.cli import argtypes, exits
 from minlog.cli.console import Progress, write_json
@@ -23,8 +25,11 @@ from minlog.client.facade import MinLog
 from minlog.core.clock import SYSTEM_CLOCK
 from minlog.delivery.policy import RateLimit
 
-__all__ = ["add_command", "add_delivery_options", "cmd_drain", "open_for_delivery",
-           "rate_limit"]
+if TYPE_CHECKING:
+    from minlog.tenants import Installation
+
+__all__ = ["add_command", "add_delivery_options", "cmd_drain", "installation",
+           "open_for_delivery", "rate_limit"]
 
 
 def rate_limit(text: str) -> RateLimit | None:
@@ -42,25 +47,50 @@ def rate_limit(text: str) -> RateLimit | None:
             "e.g. 20/3600") from None
 
 
+def installation(config: str) -> Installation | None:
+    """The installation of ``config`` when it is an installation's ``minlog.toml`` (it
+    has ``[[tenant]]`` tables; docs/tenants.md), else None (a ``[minlog2]`` table of one
+    municipality)."""
+    from minlog.config import read_toml
+    from minlog.tenants import Installation
+
+    data = read_toml(config, "config")
+    return Installation.from_toml(config) if "tenant" in data else None
+
+
 def open_for_delivery(args: argparse.Namespace, **options: Any) -> MinLog:
     """The delivering `MinLog` of ``drain`` and ``worker``: the store of ``args.store``
     (``--key``, ``--schema``; an existing one only) and the transport of
-    ``args.config``, with ``--batch-size`` and ``--rate-limit`` (when given; otherwise
-    the library's default) and ``options`` (`minlog.client.facade.Options`). It starts
-    no delivery thread: the caller drives the rounds."""
+    ``args.config``: a ``[minlog2]`` table of one municipality, or an installation's
+    ``minlog.toml`` whose tenants each get their own (`minlog.tenants.Installation`; its
+    ``[options]`` apply, STORE and ``--key`` replace its ``[store]``). With
+    ``--batch-size``, ``--rate-limit`` and ``--fill-wait`` when given (otherwise the
+    configuration's or the library's defaults) and ``options``
+    (`minlog.client.facade.Options`). It starts no delivery thread: the caller drives
+    the rounds."""
     from minlog.cli.main import store_options  # the one way commands name a store
     from minlog.config import transport_from_toml
 
-    transport = transport_from_toml(args.config)
+    for name in ("batch_size", "fill_wait"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     if getattr(args, "rate_limit", None) is not None:
         options["rate_limit"] = args.rate_limit[0]
+    # The least memory and horizon: the store's own horizon (its largest) stays as it is,
+    # and its daily upkeep follows it.
+    options.update(start_worker=False, exit_timeout=0.0, hot_days=1, horizon_days=1,
+                   late_days=0)
+    served = installation(args.config)
+    if served is not None:
+        served = attrs.evolve(served, store=args.store,
+                              key=args.key if args.key is not None else served.key,
+                              store_options={**served.store_options, **store_options(args)})
+        return served.open(create=False, **options)
+    transport = transport_from_toml(args.config)
     try:
-        # The least memory and horizon: the store's own horizon (its largest) stays as it
-        # is, and its daily upkeep follows it.
         return MinLog.open(args.store, transport=transport, system_name="minlog-cli",
-                           key=args.key, start_worker=False, exit_timeout=0.0, create=False,
-                           store_options=store_options(args), batch_size=args.batch_size,
-                           hot_days=1, horizon_days=1, late_days=0, **options)
+                           key=args.key, create=False, store_options=store_options(args),
+                           **options)
     except BaseException:
         transport.close()
         raise
@@ -70,9 +100,13 @@ def add_delivery_options(p: argparse.ArgumentParser) -> None:
     """``--config``, ``--batch-size`` and ``--rate-limit``: what `open_for_delivery`
     reads besides the store."""
     p.add_argument("--config", required=True,
-                   help="TOML file with a [minlog2] table (see docs/operations.md)")
-    p.add_argument("--batch-size", type=int, default=500,
-                   help="entries per request (default 500)")
+                   help="TOML file: a [minlog2] table (docs/operations.md), or an "
+                        "installation's minlog.toml with [[tenant]] tables (docs/tenants.md)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="entries per request (default: the configuration's, else 500)")
+    p.add_argument("--fill-wait", type=argtypes.seconds, default=None, metavar="SECONDS",
+                   help="how long a partial batch waits to fill (default: the "
+                        "configuration's, else 600; drain does not wait for it)")
     # A one-element list, so that "none" (None) differs from "not given".
     p.add_argument("--rate-limit", type=lambda t: [rate_limit(t)], default=None,
                    metavar="none|REQUESTS/SECONDS",

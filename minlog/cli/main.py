@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,6 +29,7 @@ from minlog.cli.identity import add_commands as add_identity_commands
 from minlog.cli.keys import add_commands as add_key_commands
 from minlog.cli.worker import add_command as add_worker_command
 from minlog.client.facade import MinLog
+from minlog.client.stats import TenantStats
 from minlog.errors import DeliveryError, MinlogError, TransientDeliveryError
 from minlog.events import redact
 from minlog.minlog2 import BatchResult
@@ -56,14 +57,33 @@ def store_options(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
     return options
 
 
-def _open_for_ops(args: argparse.Namespace, *, writes: bool = False) -> MinLog:
+def _open_for_ops(args: argparse.Namespace, *, writes: bool = False,
+                  **options: Any) -> MinLog:
     """An existing store for an operator's command: it makes neither a store nor a key
-    file, and opens the store read-only unless the command ``writes``."""
-    options = store_options(args) if writes else store_options(args, read_only=True)
+    file, and opens the store read-only unless the command ``writes``. ``options``:
+    `MinLog`'s (the rate limits ``status`` computes drain times with, say)."""
+    opened = store_options(args) if writes else store_options(args, read_only=True)
     # The least memory and horizon: the store's own horizon (its largest) stays as it is.
     return MinLog.open(args.store, transport=_NoTransport(), system_name="minlog-cli",
                        key=args.key, start_worker=False, exit_timeout=0.0, create=False,
-                       store_options=options, hot_days=1, horizon_days=1, late_days=0)
+                       store_options=opened, hot_days=1, horizon_days=1, late_days=0,
+                       **options)
+
+
+def _limits(config: str | None) -> dict[str, Any]:
+    """The rate limits of an installation's ``minlog.toml`` (``status --config``): its
+    ``[options]`` rate limit and each tenant's; none without a config."""
+    if config is None:
+        return {}
+    from minlog.cli.delivery import installation
+
+    served = installation(config)
+    if served is None:
+        return {}
+    limits: dict[str, Any] = {"tenant_limits": served.rate_limits()}
+    if "rate_limit" in served.options:
+        limits["rate_limit"] = served.options["rate_limit"]
+    return limits
 
 
 # ----------------------------------------------------------------------------- commands
@@ -80,7 +100,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     """Print the outbox state of a store. Exit status: 0 nothing waits for an operator,
     3 dead letters wait, 4 the oldest pending log is older than --max-age (3 when both;
     see docs/operations.md, Exit statuses)."""
-    with _open_for_ops(args) as log:
+    with _open_for_ops(args, **_limits(args.config)) as log:
         s = log.stats()
     problems = []
     if s.dead:
@@ -93,6 +113,11 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             "pending": s.pending, "in_flight": s.in_flight, "dead": s.dead,
             "oldest_pending_age": s.oldest_pending_age, "max_age": args.max_age,
             "problems": problems,
+            "tenants": {tenant: {
+                "pending": row.pending, "in_flight": row.in_flight, "dead": row.dead,
+                "oldest_pending_age": row.oldest_pending_age,
+                "drain_seconds": row.drain_seconds,
+            } for tenant, row in sorted(s.tenants.items())},
         })
     else:
         age = "-" if s.oldest_pending_age is None else f"{s.oldest_pending_age:,.0f} s"
@@ -100,9 +125,25 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
                   f"in flight:          {s.in_flight:,}\n"
                   f"dead letters:       {s.dead:,}\n"
                   f"oldest pending age: {age}\n")
+        if any(s.tenants):  # a row per municipality once the store serves tenants
+            out.write(_tenant_table(s.tenants))
         if "backlog" in problems:
             out.write(f"the oldest pending log has waited longer than {args.max_age:,.0f} s\n")
     return exits.outcome(dead=s.dead, backlog="backlog" in problems)
+
+
+def _tenant_table(tenants: Mapping[str, TenantStats]) -> str:
+    """``status``'s rows per tenant: pending, in flight, dead, oldest age, drain time."""
+    def age(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.0f} s"
+
+    lines = [f"\n{'tenant':<10} {'pending':>9} {'in flight':>9} {'dead':>6} "
+             f"{'oldest':>10} {'drains in':>10}"]
+    for tenant, row in sorted(tenants.items()):
+        drain = "no limit" if row.drain_seconds is None else age(row.drain_seconds)
+        lines.append(f"{tenant or '(none)':<10} {row.pending:>9,} {row.in_flight:>9,} "
+                     f"{row.dead:>6,} {age(row.oldest_pending_age):>10} {drain:>10}")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_dead_letters(args: argparse.Namespace, out: TextIO) -> int:
@@ -228,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = store_parser("status", "show pending, in flight and dead counts", cmd_status.__doc__)
     status.add_argument("--max-age", type=argtypes.seconds, default=None, metavar="SECONDS",
                         help="exit 4 when the oldest pending log is older than this")
+    status.add_argument("--config", default=None,
+                        help="an installation's minlog.toml: each tenant's drain time "
+                             "under its own rate limit (default: the public guidance)")
     status.set_defaults(func=cmd_status)
 
     dead = store_parser("dead-letters", "list dead letters", cmd_dead_letters.__doc__)
