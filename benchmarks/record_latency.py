@@ -41,7 +41,7 @@ def main(first_of_day: int = 3000, duplicates: int = 30000,
     with tempfile.TemporaryDirectory() as folder, minlog.MinLog.open(
             Path(folder) / "m.sqlite", transport=minlog.MemoryTransport(), system_name="Cura",
             start_worker=False, exit_timeout=0.0, durability=durability,
-            rate_limit=None, fill_wait=0.0) as log:
+            rate_limit=None) as log:
         firsts, repeats = [], []
         for a in accesses:
             t = time.perf_counter()

@@ -33,9 +33,9 @@ class BenchConfig:
     * ``threads`` caller threads, each ``record`` per event or ``record_many`` with
       ``batch`` events per call (``feed``).
     * Delivery as in production: the worker on ``delivery_threads`` threads, batches of
-      ``batch_size``, **no rate limit** and no fill wait (``rate_limit=None``,
-      ``fill_wait=0``: as fast as the receiver takes them, so that the library is
-      measured), to ``receiver`` (``"fakensp"``: the
+      ``batch_size`` that fill as in production (the default ``fill_wait``), **no rate
+      limit** (``rate_limit=None``: full batches as fast as the receiver takes them, so
+      that the library is measured; what is left at the end is flushed), to ``receiver`` (``"fakensp"``: the
       reference receiver over HTTP with DGWS ID cards, in its own process; ``"memory"``:
       `MemoryTransport`). ``delivery=False`` records only.
     * ``rounds``: the naive logger and the flat-out run alternate this many times, each

@@ -12,7 +12,8 @@ Two children, one after the other, on one new SQLite file (no delivery):
    in the process whose freed memory the keys could reuse.
 
 ``python -m minlog.bench.memory record|open ...`` prints one JSON line; `measure` runs
-both.
+both; `measure_open` runs the second on a store made otherwise (it also gives how long
+the open took).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +34,7 @@ from typing import IO, Any
 from minlog.core.clock import FixedClock
 from minlog.errors import ConfigurationError
 
-__all__ = ["measure", "rss_bytes"]
+__all__ = ["measure", "measure_open", "rss_bytes"]
 
 _KEY = bytes(range(32))
 
@@ -50,25 +52,33 @@ def rss_bytes() -> int:
 def measure(keys: int, folder: Path, timeout: float = 1800.0) -> dict[str, float]:
     """Bytes per hot key: ``{"keys", "rss_bytes_per_key", "traced_bytes_per_key"}``."""
     store = folder / f"memory-{keys}.sqlite"
-
-    def child(*args: str) -> dict[str, Any]:
-        done = subprocess.run(  # noqa: S603 - this interpreter, our module, our arguments
-            [sys.executable, "-m", "minlog.bench.memory", *args, "--store", str(store)],
-            capture_output=True, text=True, timeout=timeout, check=False)
-        if done.returncode != 0:
-            raise ConfigurationError(
-                f"the memory measurement failed: {done.stderr.strip()[-500:]}")
-        out: dict[str, Any] = json.loads(done.stdout)
-        return out
-
     try:
-        recorded = child("record", "--keys", str(keys))
-        opened = child("open", "--keys", str(keys), "--at", repr(recorded["at"]))
+        recorded = _child(store, timeout, "record", "--keys", str(keys))
+        opened = measure_open(keys, store, recorded["at"], timeout)
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{store}{suffix}").unlink(missing_ok=True)
     return {"keys": keys, "rss_bytes_per_key": opened["bytes_per_key"],
             "traced_bytes_per_key": recorded["bytes_per_key"]}
+
+
+def measure_open(keys: int, store: Path, at: float, timeout: float = 1800.0
+                 ) -> dict[str, Any]:
+    """A fresh process opens a `MinLog` (key ``bytes(range(32))``, no delivery) on
+    ``store``, which holds ``keys`` keys of the day of ``at`` (the clock): ``{"bytes_per_key":
+    its resident set's growth per key, "open_seconds": how long the open took}``."""
+    return _child(store, timeout, "open", "--keys", str(keys), "--at", repr(at))
+
+
+def _child(store: Path, timeout: float, *args: str) -> dict[str, Any]:
+    done = subprocess.run(  # noqa: S603 - this interpreter, our module, our arguments
+        [sys.executable, "-m", "minlog.bench.memory", *args, "--store", str(store)],
+        capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise ConfigurationError(
+            f"the memory measurement failed: {done.stderr.strip()[-500:]}")
+    out: dict[str, Any] = json.loads(done.stdout)
+    return out
 
 
 def _open(store: Path, at: float) -> Any:
@@ -111,14 +121,16 @@ def _load(keys: int, store: Path, at: float) -> dict[str, Any]:
         Path(f"{empty}{suffix}").unlink(missing_ok=True)
     gc.collect()
     before = rss_bytes()
+    started = time.perf_counter()
     log = _open(store, at)
+    took = time.perf_counter() - started
     gc.collect()
     grown = rss_bytes() - before
     held = log.stats().hot_keys
     log.close(timeout=0)
     if held != keys:  # pragma: no cover - the store lost keys
         raise AssertionError(f"memory holds {held} keys, not {keys}")
-    return {"bytes_per_key": grown / keys}
+    return {"bytes_per_key": grown / keys, "open_seconds": took}
 
 
 def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:

@@ -94,9 +94,9 @@ def table(result: BenchResult) -> str:
         f"  feed: {s['feed']}" + (f" in calls of {s['batch']:,} events" if s["batch"] else
                                   " per event") + f", {s['threads']} caller thread(s)",
         "  delivery: " + (f"worker as in production, {d['delivery_threads']} thread(s), "
-                          f"batches of {d['batch_size']}, no rate limit nor fill wait "
-                          f"(rate_limit=None, fill_wait=0: as fast as the receiver takes "
-                          f"it); receiver: {d['receiver']}"
+                          f"batches of {d['batch_size']} that fill, no rate limit "
+                          f"(rate_limit=None: as fast as the receiver takes them); "
+                          f"receiver: {d['receiver']}"
                           if d["worker"] else "off"),
         f"  minlog {env['minlog']}, {env['implementation']} {env['python']}, SQLite "
         f"{env['sqlite']}, {env['cpus']} CPUs, {env['platform']}",

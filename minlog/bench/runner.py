@@ -251,7 +251,7 @@ def _morning(name: str, config: BenchConfig, places: Places, prepared: Prepared,
     target, options = places.store(name)
     transport = transports()
     log = MinLog.open(target, transport=transport, system_name=SYSTEM_NAME, key=KEY,
-                      store_options=options, clock=clock, rate_limit=None, fill_wait=0.0,
+                      store_options=options, clock=clock, rate_limit=None,
                       batch_size=config.batch_size, delivery_threads=config.delivery_threads,
                       start_worker=config.delivery, exit_timeout=0.0)
     try:
