@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from minlog.cli.bench import add_command as add_bench_command
 from minlog.cli.identity import add_commands as add_identity_commands
 from minlog.cli.keys import add_commands as add_key_commands
+from minlog.cli.project import add_command as add_project_command
 from minlog.client.facade import MinLog
 from minlog.errors import DeliveryError, MinlogError, TransientDeliveryError
 from minlog.minlog2 import BatchResult
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_identity_commands(store_parser)  # resolve, codes
     add_key_commands(store_parser)  # rekey
     add_bench_command(sub)  # bench (minlog.cli.bench)
+    add_project_command(sub)  # project (minlog.cli.project)
     return parser
 
 
