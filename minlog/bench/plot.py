@@ -88,7 +88,7 @@ def save_projection(result: Projection, path: str | os.PathLike[str], *,
         import matplotlib.ticker
     except ImportError:
         raise ConfigurationError(INSTALL_HINT) from None
-    from minlog.delivery.projection import clock_text
+    from minlog.delivery.projection import clock_text, limit_text
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 8), sharex=True,
                                       gridspec_kw={"height_ratios": [1, 2]})
@@ -107,7 +107,7 @@ def save_projection(result: Projection, path: str | os.PathLike[str], *,
         ax2.plot(t_axis, t.backlog, color="#c8c8c8", linewidth=0.8)
     for t in named:
         label = (f"{t.tenant or '(single)'}: peak {t.peak:,} at {clock_text(t.peak_at)}, "
-                 + ("carries" if t.carries else f"needs {t.needed}/h"
+                 + ("carries" if t.carries else f"needs {limit_text(t.needed_limit)}"
                     if t.needed is not None else "cannot"))
         ax2.plot(t_axis, t.backlog, linewidth=1.6 if not t.carries else 1.0,
                  color="#c0392b" if not t.carries else None, label=label)

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from minlog.delivery.policy import RateLimit
 from minlog.delivery.profile import DayProfile, care_day, from_store, read_profile
-from minlog.delivery.projection import Projection, TenantDay, clock_text, project
+from minlog.delivery.projection import Projection, TenantDay, clock_text, limit_text, project
 from minlog.delivery.schedule import DEFAULT_FILL_WAIT
 from minlog.errors import ConfigurationError
 
@@ -109,20 +109,16 @@ def _wait_text(seconds: float | None) -> str:
 
 def _row(t: TenantDay) -> list[str]:
     busiest = max(range(24), key=lambda h: (t.hourly[h], -h))
-    limit = t.limit
     return [
         t.tenant or "(single)", f"{t.logs:,}",
         f"{t.hourly[busiest]:,} at {busiest:02d}-{(busiest + 1) % 24:02d}",
-        "no limit" if limit is None else (f"{limit.requests}/h" if limit.per == 3600
-                                          else f"{limit.requests}/{limit.per:g} s"),
+        limit_text(t.limit),
         f"{t.requests:,}", f"{t.entries_per_request:,.1f}",
         f"{t.peak:,} at {clock_text(t.peak_at)}",
         "-" if t.drained_at is None else clock_text(t.drained_at),
         _wait_text(t.longest_wait), f"{t.left_at_midnight:,}",
-        "carries" if t.carries else ("NEEDS " + (
-            f"{t.needed}/h" if t.needed_limit is not None and t.needed_limit.per == 3600
-            else f"{t.needed}/{t.needed_limit.per:g} s" if t.needed_limit is not None
-            else "more delivery threads")),
+        "carries" if t.carries else "NEEDS " + (
+            limit_text(t.needed_limit) if t.needed is not None else "more delivery threads"),
     ]
 
 

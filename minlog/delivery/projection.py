@@ -36,7 +36,7 @@ from minlog.delivery.profile import DAY_SECONDS, DayProfile
 from minlog.delivery.schedule import DEFAULT_FILL_WAIT, DeliverySchedule, TenantDue
 from minlog.errors import ConfigurationError
 
-__all__ = ["GUIDANCE", "Projection", "TenantDay", "clock_text", "project"]
+__all__ = ["GUIDANCE", "Projection", "TenantDay", "clock_text", "limit_text", "project"]
 
 #: MinLog2's public guidance: 20 requests an hour (`RateLimit.guidance`).
 GUIDANCE: Final = RateLimit.guidance()
@@ -48,7 +48,8 @@ def clock_text(seconds: float) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _limit_text(limit: RateLimit | None) -> str:
+def limit_text(limit: RateLimit | None) -> str:
+    """``20/h``, ``5/60 s`` or ``no limit``."""
     if limit is None:
         return "no limit"
     if limit.per == 3600:
@@ -101,7 +102,7 @@ class TenantDay:
         if self.carries:
             return "carries the day"
         if self.needed is not None:
-            return (f"cannot carry the day: needs {_limit_text(self.needed_limit)} "
+            return (f"cannot carry the day: needs {limit_text(self.needed_limit)} "
                     f"({self.left_at_midnight:,} logs left at midnight)")
         return ("cannot carry the day even without a limit: the delivery threads cannot "
                 f"send fast enough ({self.left_at_midnight:,} logs left at midnight)")
