@@ -13,8 +13,10 @@ Three sources:
 * the documented shape of a care day (`care_day`, `CARE_DAY`), scaled to a number of
   logs a day and spread over a number of municipalities.
 
-Within a slot (an hour, or a minute from a store) the logs arrive evenly spread. Bad input
-is a `ConfigurationError` naming the file, the row and the field.
+Within a slot (an hour, or a minute from a store) the logs arrive evenly spread. A day
+is 24 local hours: on the days the clock changes, a store's logs of the hour that is
+repeated count in one hour, and the hour that is skipped has none. Bad input is a
+`ConfigurationError` naming the file, the row and the field.
 """
 
 from __future__ import annotations
