@@ -79,7 +79,8 @@ class TestCli:
                  if isinstance(a, argparse._SubParsersAction) for a in a._choices_actions}
         commands = _commands()
         assert set(commands) == {"demo", "status", "dead-letters", "redrive", "purge", "drain",
-                                 "resolve", "codes", "rekey", "bench", "worker"}
+                                 "resolve", "codes", "rekey", "bench", "worker",
+                                 "project"}
         for name, sub in commands.items():
             assert helps.get(name), name
             assert sub.description, name

@@ -276,6 +276,39 @@ class TestOutbox:
         assert store.counts().oldest_pending == 10.0
         assert store.next_due() == 10.0
 
+    def test_accepted_counts_per_tenant_and_bucket(self, store_target: dict[str, Any]
+                                                   ) -> None:
+        """accepted_counts counts what the outbox and the dead letters hold (pending, in
+        flight or dead) per tenant and accept-time bucket; delivered entries are gone;
+        a store opened read-only answers it."""
+        s = reopen(store_target)
+        assert s.accepted_counts(3600) == {}
+        s.append([pend(1, tenant="29189846"), pend(2, tenant="29189846")], 7_200.0)
+        s.append([pend(3, tenant="29189846")], 10_799.5)
+        s.append([pend(4), pend(5)], 10_800.0)
+        s.append([pend(6, tenant="55133018")], 3_599.0)
+        s.append([pend(7, tenant="55133018")], 3_600.0)
+        lease = s.claim(1, 60, 20_000.0)  # the oldest of one tenant, leased
+        assert lease.entries
+        other = s.claim(10, 60, 20_000.0)
+        s.bury(other.token, [(other.entries[0].id, "E7", "refused")], 20_001.0)
+        delivered = s.claim(10, 60, 20_000.0)
+        s.ack(delivered.token, [e.id for e in delivered.entries])
+        gone = {e.tenant for e in delivered.entries}
+        expected = {"29189846": {2: 3}, "": {3: 2}, "55133018": {0: 1, 1: 1}}
+        for tenant in gone:
+            del expected[tenant]
+        assert s.accepted_counts(3600) == expected
+        assert sum(sum(c.values()) for c in s.accepted_counts(60).values()) == sum(
+            sum(c.values()) for c in expected.values())
+        s.close()
+        ro = open_store(store_target["target"], **{**store_target["store_options"],
+                                                    "read_only": True})
+        try:
+            assert ro.accepted_counts(3600) == expected
+        finally:
+            ro.close()
+
     def test_concurrent_claims_never_share_an_entry(self, store_target: dict[str, Any]) -> None:
         """Two workers claiming at once each get different entries, all of them in total."""
         s = reopen(store_target)

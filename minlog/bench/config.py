@@ -35,9 +35,9 @@ class BenchConfig:
     * Delivery as in production: the worker on ``delivery_threads`` threads, batches of
       ``batch_size`` that fill as in production (the default ``fill_wait``), **no rate
       limit** (``rate_limit=None``: full batches as fast as the receiver takes them, so
-      that the library is measured; what is left at the end is flushed), to ``receiver`` (``"fakensp"``: the
-      reference receiver over HTTP with DGWS ID cards, in its own process; ``"memory"``:
-      `MemoryTransport`). ``delivery=False`` records only.
+      that the library is measured; what is left at the end is flushed), to
+      ``receiver`` (``"fakensp"``: the reference receiver over HTTP with DGWS ID cards, in
+      its own process; ``"memory"``: `MemoryTransport`). ``delivery=False`` records only.
     * ``rounds``: the naive logger and the flat-out run alternate this many times, each
       in a fresh store; the round whose ratio of the two is the median is reported (a
       pair run back to back sees the same machine; the median round is the least moved

@@ -27,6 +27,7 @@ from minlog.cli.console import LOG_FORMATS, log_to_stderr, write_json
 from minlog.cli.delivery import add_command as add_drain_command
 from minlog.cli.identity import add_commands as add_identity_commands
 from minlog.cli.keys import add_commands as add_key_commands
+from minlog.cli.project import add_command as add_project_command
 from minlog.cli.worker import add_command as add_worker_command
 from minlog.client.facade import MinLog
 from minlog.client.stats import TenantStats
@@ -296,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_identity_commands(store_parser)  # resolve, codes
     add_key_commands(store_parser)  # rekey
     add_bench_command(sub)  # bench (minlog.cli.bench)
+    add_project_command(sub)  # project (minlog.cli.project)
     for command in sub.choices.values():
         _add_common(command, top=False)
     return parser

@@ -247,6 +247,15 @@ class Store(Protocol):
         """The earliest time an entry becomes due, or None when the outbox is empty."""
         ...
 
+    def accepted_counts(self, bucket: int) -> dict[str, dict[int, int]]:
+        """How many entries the outbox and the dead letters hold, per tenant and accept
+        time in buckets of ``bucket`` seconds: ``{tenant: {n: count}}`` counts those
+        accepted in ``[n * bucket, (n + 1) * bucket)``. Read-only. Delivered entries have
+        left the outbox: this is what is still held (a day recorded with delivery held
+        back holds all of it). Dead letters of a store too old to keep accept times are
+        not counted."""
+        ...
+
     # -------------------------------------------------------------- aliases
 
     def alias_for(self, scope: str, subject: bytes) -> str | None:

@@ -576,6 +576,12 @@ class PostgresStore:
     def tenant_counts(self) -> dict[str, StoreCounts]:
         return self._run(lambda c: postgres_turns.tenant_counts(c, self._q), retry=True)
 
+    def accepted_counts(self, bucket: int) -> dict[str, dict[int, int]]:
+        if bucket < 1:
+            raise ValueError("bucket must be at least 1 second")
+        return self._run(lambda c: postgres_turns.accepted_counts(c, self._q, bucket),
+                         retry=True)
+
     def next_due(self) -> float | None:
         row = self._run(lambda c: c.execute(
             self._q("SELECT min(due) FROM {s}.outbox")).fetchone(), retry=True)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # psycopg is optional (the postgres extra); only its types ar
     #: Formats a statement for the store's schema (``{s}``).
     Query = Callable[[str], sql.Composed]
 
-__all__ = ["claim_rows", "reserve_send", "tenant_counts"]
+__all__ = ["accepted_counts", "claim_rows", "reserve_send", "tenant_counts"]
 
 
 def claim_rows(conn: Conn, q: Query, plan: DeliverySchedule, *, limit: int, token: str,
@@ -113,4 +113,17 @@ def tenant_counts(conn: Conn, q: Query) -> dict[str, StoreCounts]:
     for t, dead in conn.execute(q("SELECT tenant, count(*) FROM {s}.dead GROUP BY tenant")):
         was = out.get(str(t)) or StoreCounts(0, 0, 0, None)
         out[str(t)] = StoreCounts(was.pending, was.in_flight, int(dead), was.oldest_pending)
+    return out
+
+
+def accepted_counts(conn: Conn, q: Query, bucket: int) -> dict[str, dict[int, int]]:
+    """Entries held (outbox and dead letters) per tenant and accept-time bucket."""
+    out: dict[str, dict[int, int]] = {}
+    for table in ("outbox", "dead"):
+        for tenant, n, count in conn.execute(q(
+                "SELECT tenant, floor(accepted_at / %s)::bigint AS n, count(*) "
+                f"FROM {{s}}.{table} WHERE accepted_at IS NOT NULL GROUP BY tenant, n"),
+                [bucket]):
+            counts = out.setdefault(str(tenant), {})
+            counts[int(n)] = counts.get(int(n), 0) + int(count)
     return out

@@ -465,6 +465,11 @@ class SQLiteStore:
         row = self._read(lambda c: c.execute("SELECT MIN(due) FROM outbox").fetchone())
         return None if row[0] is None else float(row[0])
 
+    def accepted_counts(self, bucket: int) -> dict[str, dict[int, int]]:
+        if bucket < 1:
+            raise ValueError("bucket must be at least 1 second")
+        return self._read(lambda c: sqlite_turns.accepted_counts(c, bucket))
+
     # ------------------------------------------------------------------ aliases
 
     def alias_for(self, scope: str, subject: bytes) -> str | None:

@@ -18,7 +18,7 @@ from minlog.delivery.policy import RateLimit
 from minlog.delivery.schedule import DeliverySchedule, TenantDue
 from minlog.store.base import StoreCounts
 
-__all__ = ["claim_rows", "reserve_send", "tenant_counts"]
+__all__ = ["accepted_counts", "claim_rows", "reserve_send", "tenant_counts"]
 
 _RECORD: Final = (
     "INSERT INTO tenants (tenant, turn, served, sent) VALUES "
@@ -100,4 +100,17 @@ def tenant_counts(conn: sqlite3.Connection) -> dict[str, StoreCounts]:
     for tenant, dead in conn.execute("SELECT tenant, COUNT(*) FROM dead GROUP BY tenant"):
         c = out.get(str(tenant)) or StoreCounts(0, 0, 0, None)
         out[str(tenant)] = StoreCounts(c.pending, c.in_flight, int(dead), c.oldest_pending)
+    return out
+
+
+def accepted_counts(conn: sqlite3.Connection, bucket: int) -> dict[str, dict[int, int]]:
+    """Entries held (outbox and dead letters) per tenant and accept-time bucket."""
+    out: dict[str, dict[int, int]] = {}
+    for table in ("outbox", "dead"):
+        for tenant, n, count in conn.execute(
+                f"SELECT tenant, CAST(accepted_at / ?1 AS INTEGER), "
+                f"COUNT(*) FROM {table} WHERE accepted_at IS NOT NULL GROUP BY 1, 2",
+                [bucket]):
+            counts = out.setdefault(str(tenant), {})
+            counts[int(n)] = counts.get(int(n), 0) + int(count)
     return out
