@@ -12,6 +12,9 @@ import multiprocessing
 import threading
 from typing import Any
 
+# Imported in the spawned processes too (they import this module): under libfaketime its
+# replacement of time.sleep is what lets a contended PostgreSQL claim pause there.
+import conftest  # noqa: F401
 import pytest
 
 from minlog.store import NewEntry, Store, open_store

@@ -11,6 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+# Imported in the spawned processes too (they import this module): under libfaketime its
+# replacement of time.sleep is what lets a contended PostgreSQL claim pause there.
+import conftest  # noqa: F401
 import pytest
 
 from minlog.delivery.policy import RateLimit
