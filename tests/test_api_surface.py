@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import minlog
-from minlog.client.facade import Options
+from minlog.client.options import Options
 
 KEY = b"k" * 32
 ORG = minlog.Organisation("380000000000001")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import minlog
-from minlog.client.facade import Options
+from minlog.client.options import Options
 from minlog.testing import FakeNSP, make_test_certificate
 
 ROOT = Path(__file__).resolve().parent.parent

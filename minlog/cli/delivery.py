@@ -66,7 +66,7 @@ def open_for_delivery(args: argparse.Namespace, **options: Any) -> MinLog:
     ``[options]`` apply, STORE and ``--key`` replace its ``[store]``). With
     ``--batch-size``, ``--rate-limit`` and ``--fill-wait`` when given (otherwise the
     configuration's or the library's defaults) and ``options``
-    (`minlog.client.facade.Options`). It starts no delivery thread: the caller drives
+    (`minlog.client.options.Options`). It starts no delivery thread: the caller drives
     the rounds."""
     from minlog.cli.main import store_options  # the one way commands name a store
     from minlog.config import transport_from_toml

@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
 import hashlib
 import itertools
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Self, TypedDict, Unpack
+from typing import Any, Final, Self, Unpack
 
 from minlog.client import keying as _keying
 from minlog.client import lifecycle as _lifecycle
+from minlog.client import routing
 from minlog.client.commit import GroupCommit
-from minlog.client.stats import DeadLetterInfo, Stats, TenantStats
+from minlog.client.options import Options, check_options
+from minlog.client.stats import DeadLetterInfo, Stats, compose
 from minlog.core.clock import SYSTEM_CLOCK, Clock
 from minlog.core.keys import KeyMaker
 from minlog.core.ledger import (
@@ -50,19 +51,19 @@ from minlog.delivery.deliverer import Deliverer, StepResult
 from minlog.delivery.policy import RateLimit, RetryPolicy
 from minlog.delivery.schedule import DEFAULT_FILL_WAIT
 from minlog.delivery.worker import Worker
-from minlog.errors import ClosedError, ConfigurationError, TransientDeliveryError, ValidationError
+from minlog.errors import ClosedError, ConfigurationError, ValidationError
 from minlog.events import emit
 from minlog.identity.policy import BoundIdentity, IdentityFormatter, IdentityPolicy
 from minlog.minlog2 import entry as _entry
-from minlog.minlog2.registration import SCHEMA_VERSIONS, Registration, check_access
+from minlog.minlog2.registration import Registration, check_access
 from minlog.minlog2.transport import Transport
-from minlog.store import NewEntry, OutboxEntry, Store, open_store
-from minlog.store.base import Durability, StoreCounts
-from minlog.store.base import durability as _durability
+from minlog.store import NewEntry, OutboxEntry, Store
+from minlog.store.base import Durability
 from minlog.tenants.router import TenantRouter
 from minlog.tenants.tenant import Tenant
 
-__all__ = ["MinLog", "Options"]
+# `Options` and `check_options` live in `minlog.client.options` (importable from here too).
+__all__ = ["MinLog", "Options", "check_options"]
 
 _ACCEPT_CHUNK: Final = 5000
 #: The default rate limit: the public operating guidance (20 requests an hour).
@@ -70,85 +71,11 @@ _GUIDANCE: Final = RateLimit.guidance()
 _blake2b = hashlib.blake2b
 
 
-class Options(TypedDict, total=False):
-    """The keyword options of `MinLog` and `MinLog.open` (see `MinLog` for each)."""
-
-    schema_version: str | None
-    hot_days: int
-    horizon_days: int
-    late_days: int
-    beyond_horizon: BeyondHorizon
-    max_future_skew: float
-    batch_size: int
-    retry: RetryPolicy | None
-    rate_limit: RateLimit | None
-    fill_wait: float
-    tenant_limits: Mapping[str, RateLimit | None] | None
-    lease_seconds: float
-    retention_days: int
-    poll: float
-    delivery_threads: int
-    exit_timeout: float
-    clock: Clock
-    start_worker: bool
-    backlog_warning: float | None
-
-
-#: The names of the keyword options (`Options`).
-OPTION_NAMES: Final = Options.__optional_keys__ | Options.__required_keys__
-
-
-def check_options(options: Mapping[str, object]) -> None:
-    """Refuse an unknown option (a misspelt one, say) naming it and the option meant."""
-    unknown = sorted(set(options) - OPTION_NAMES)
-    if not unknown:
-        return
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
-        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    raise ConfigurationError(
-        f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; the options "
-        f"are {', '.join(sorted(OPTION_NAMES))}")
-
-
 class MinLog:
     """Records accesses and delivers the first of each (employee, citizen, day) to MinLog2.
 
-    Create it with `MinLog.open`. Thread-safe. Options (all keyword-only):
-
-    * ``schema_version``: ``"20250312"`` or ``"20230425"`` (default: the transport's
-      ``version``, else ``"20250312"``); every access is held to that version's rules
-      before it is stored.
-    * ``hot_days`` (3): days held in memory (today and the days before it).
-    * ``horizon_days`` (35): the dedup horizon; within it the answer is exact on every
-      store, across processes and hosts. The store keeps the largest horizon any instance
-      asked for, and never prunes inside it.
-    * ``late_days`` (4): late days (inside the horizon, before the hot window) whose
-      learned keys memory keeps.
-    * ``beyond_horizon`` (``"deliver"``): an access older than the horizon is delivered
-      (still deduplicated while the store holds its day) and counted in
-      ``stats().beyond_horizon``; ``"refuse"`` makes it a `ValidationError`.
-    * ``max_future_skew`` (300 s): how far after the clock an access may lie.
-    * ``batch_size`` (500), ``retry`` (`RetryPolicy`), ``lease_seconds`` (120),
-      ``delivery_threads`` (1), ``poll`` (1 s): delivery.
-    * ``rate_limit`` (`RateLimit.guidance()`: 20 requests an hour): each tenant's limit,
-      held for every process and host on the store (the store keeps the send times);
-      None: no limit. ``tenant_limits`` (None): per-tenant overrides, by CVR (a value of
-      None: that tenant has no limit); with ``tenants``, each tenant's own
-      ``rate_limit`` unless ``tenant_limits`` names it.
-    * ``fill_wait`` (600 s): a tenant's batch is sent once it is full (``batch_size``
-      entries) or its oldest entry has waited this long, so that requests carry full
-      batches; ``flush``, ``close`` and ``minlog drain`` do not wait for it. 0: send
-      what is due at once.
-    * ``retention_days`` (730): entries older than MinLog2 keeps logs are not sent; they
-      become dead letters (``minlog:beyond-retention``).
-    * ``exit_timeout`` (5 s): the final flush at interpreter exit or ``with`` exit.
-    * ``clock`` (the system's): the one clock every part asks (`minlog.Clock`).
-    * ``start_worker`` (True): deliver on background threads; False for processes that
-      only record (a separate delivery process drains the store).
-    * ``backlog_warning`` (3600 s): after delivery rounds, log a ``backlog`` warning when
-      the oldest undelivered entry has waited longer than this (None: never).
+    Create it with `MinLog.open`. Thread-safe. Its options (all keyword-only), each with
+    its default and meaning: `minlog.client.options.Options`.
     """
 
     def __init__(
@@ -180,26 +107,10 @@ class MinLog:
         start_worker: bool = True,
         backlog_warning: float | None = 3600.0,
     ) -> None:
-        router = (tenants if tenants is None or isinstance(tenants, TenantRouter)
-                  else TenantRouter(tenants))
-        if router is not None:  # each tenant's own limit, unless given here
-            tenant_limits = {**router.rate_limits(), **(tenant_limits or {})}
-        transports = _transports(transport, router)
-        versions = {v for t in transports.values()
-                    if isinstance(v := getattr(t, "version", None), str)}
-        if len(versions) > 1:
-            raise ConfigurationError(
-                f"the tenants' transports have different versions ({', '.join(sorted(versions))})"
-                ": give them all the same")
-        transport_version = versions.pop() if versions else None
-        if schema_version is None:
-            schema_version = transport_version or SCHEMA_VERSIONS[0]
-        if schema_version not in SCHEMA_VERSIONS:
-            raise ConfigurationError(f"schema_version must be one of {', '.join(SCHEMA_VERSIONS)}")
-        if transport_version is not None and transport_version != schema_version:
-            raise ConfigurationError(
-                f"schema_version {schema_version} differs from the transport's version "
-                f"{transport_version}: give both the same")
+        router = routing.as_router(tenants)
+        tenant_limits = routing.rate_limits(router, tenant_limits)
+        transports = routing.tenant_transports(transport, router)
+        schema_version = routing.schema_version(transports, schema_version)
         if not isinstance(clock, Clock):
             raise ConfigurationError("clock: must be a minlog.Clock (time() and monotonic())")
         try:
@@ -221,18 +132,8 @@ class MinLog:
         keys = Keys(master_key)
         _keying.bind(store, master_key)
         self._sealer = Sealer(keys.seal)
-        if router is not None:
-            if identity is not None:
-                raise ConfigurationError(
-                    "identity: with tenants, each tenant holds its own identity policy "
-                    "(Tenant(identity=MunicipalityPolicy(...)))")
-            identity = router.identity_policy()
-        elif identity is None:
-            identity = IdentityPolicy()
-        elif not isinstance(identity, IdentityPolicy):
-            identity = IdentityPolicy(default=identity)
         subject_key = keys.subject
-        self._identity: BoundIdentity = identity.bind(
+        self._identity: BoundIdentity = routing.identity_policy(identity, router).bind(
             store,
             subject=lambda e: _blake2b(f"{e.source}\x1f{e.id}".encode(), key=subject_key,
                                        digest_size=16).digest(),
@@ -319,21 +220,11 @@ class MinLog:
         """
         try:
             check_options(options)
-            if tenants is not None and not isinstance(tenants, TenantRouter):
-                tenants = TenantRouter(tenants)
-            _transports(transport, tenants)  # before anything is created
-            _keying.key_path(target, key)  # a PostgreSQL store without a key: at once
-            store_options = dict(store_options or {})
-            if durability is not None:
-                if not isinstance(target, str | os.PathLike):
-                    raise ConfigurationError("durability: a Store given as the target has "
-                                             "its own (give it to the store)")
-                store_options["durability"] = _durability(durability)
-            if not create and isinstance(target, str | os.PathLike):
-                store_options.setdefault("create", False)
-            store = open_store(target, **store_options)
+            tenants = routing.as_router(tenants)
+            routing.tenant_transports(transport, tenants)  # before anything is created
+            store, master = _keying.open_keyed(target, key, store_options=store_options,
+                                               durability=durability, create=create)
             try:
-                master, _ = _keying.master_key(store, target, key, create=create)
                 return cls(store, transport, system_name=system_name, master_key=master,
                            identity=identity, tenants=tenants, **options)
             except BaseException:
@@ -457,24 +348,10 @@ class MinLog:
         """The `Registration` this instance would send for ``access`` (identity applied)."""
         self._check_open()
         check_access(access, self.schema_version)
-        e, o, b = access.employee, access.organisation, access.on_behalf_of
-        name, role = self._identity(e, o, self._tenant_of(o))
-        return Registration(
-            system_name=self.system_name, activity=access.activity,
-            person_identifier=access.citizen, person_identifier_source=access.citizen_source,
-            person_name=access.citizen_name,
-            user_person_identifier=e.id, user_person_identifier_source=e.source,
-            user_person_name=name, user_role=role,
-            date_time=access.at, reason=access.reason, addition=access.addition,
-            criticality=access.criticality,
-            organisation_id=o.id, organisation_id_source=o.source, organisation_name=o.name,
-            correlation_id=access.correlation_id, sequence_number=sequence_number,
-            on_behalf_of_person_identifier=b.id if b else None,
-            on_behalf_of_person_identifier_source=b.source if b else None,
-            on_behalf_of_person_name=b.name if b else None,
-            on_behalf_of_user_role=b.role if b else None,
-            filters=access.filters,
-        )
+        o = access.organisation
+        name, role = self._identity(access.employee, o, self._tenant_of(o))
+        return _entry.registration_of_access(access, self.system_name, name, role,
+                                             sequence_number)
 
     def _open_entry(self, entry: OutboxEntry) -> _entry.Fields:
         return _entry.decode_fields(self._sealer.unseal(entry.payload, entry.key))
@@ -494,14 +371,7 @@ class MinLog:
 
     def _transport_for(self, tenant: str) -> Transport:
         """The transport that sends ``tenant``'s entries (its own ID card)."""
-        found = self._transports.get(tenant)
-        if found is None:
-            raise TransientDeliveryError(
-                f"no transport for the outbox entries of tenant {tenant or '(none)'}: "
-                "they wait until the store is opened with that tenant (entries recorded "
-                "for a single municipality: drain them with its transport)",
-                code="minlog:no-transport")
-        return found
+        return routing.transport_for(self._transports, tenant)
 
     # ------------------------------------------------------------------ delivery
 
@@ -606,7 +476,7 @@ class MinLog:
         with contextlib.suppress(Exception):  # a last try; what is left, a new instance
             self._deliverer.settle_owed()     # takes back (`minlog.store.owners`)
         failed: list[Exception] = []
-        for transport in _distinct(self._transports.values()):
+        for transport in routing.distinct(self._transports.values()):
             try:
                 transport.close()
             except Exception as e:  # close the others and the store first
@@ -625,51 +495,14 @@ class MinLog:
         """Counters of this instance and totals of the (possibly shared) outbox, with the
         outbox figures per tenant (`Stats.tenants`)."""
         self._check_open()
-        tenants = self._tenant_stats(self.store.tenant_counts())
-        counts = StoreCounts(
-            sum(t.pending for t in tenants.values()),
-            sum(t.in_flight for t in tenants.values()),
-            sum(t.dead for t in tenants.values()), None)
-        ages = [t.oldest_pending_age for t in tenants.values()
-                if t.oldest_pending_age is not None]
-        drains = [t.drain_seconds or 0.0 for t in tenants.values()]
+        counts = self.store.tenant_counts()
+        now = self._clock.time()
         with self._lock:
             c = dict(self._counters)
         fast = _peek(self._fast_dups)
         c["recorded"] += fast
         c["duplicates"] += fast
-        return Stats(
-            recorded=c["recorded"], first_of_day=c["first_of_day"],
-            duplicates=c["duplicates"], late=c["late"], beyond_horizon=c["beyond_horizon"],
-            delivered=self._deliverer.delivered,
-            pending=counts.pending, in_flight=counts.in_flight, dead=counts.dead,
-            oldest_pending_age=max(ages) if ages else None,
-            drain_seconds=max(drains) if self._deliverer.schedule.limited else None,
-            hot_keys=len(self._ledger), last_error=self._deliverer.last_error,
-            unattributed=self._deliverer.unattributed, tenants=tenants,
-        )
-
-    def _tenant_stats(self, counts: Mapping[str, StoreCounts]) -> dict[str, TenantStats]:
-        """`TenantStats` of every tenant with entries, dead letters or deliveries, or a
-        limit of its own; ``""`` too when no tenant has one."""
-        schedule = self._deliverer.schedule
-        delivered = self._deliverer.counters.snapshot()
-        names = set(counts) | set(delivered) | set(schedule.tenant_limits)
-        if not schedule.tenant_limits:
-            names.add("")
-        now = self._clock.time()
-        out = {}
-        none = StoreCounts(0, 0, 0, None)
-        for tenant in sorted(names):
-            c = counts.get(tenant, none)
-            done = delivered.get(tenant)
-            out[tenant] = TenantStats(
-                pending=c.pending, in_flight=c.in_flight, dead=c.dead,
-                oldest_pending_age=None if c.oldest_pending is None
-                else max(0.0, now - c.oldest_pending),
-                delivered=0 if done is None else done.delivered,
-                drain_seconds=schedule.drain_seconds(tenant, c.pending + c.in_flight))
-        return out
+        return compose(c, counts, self._deliverer, now=now, hot_keys=len(self._ledger))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterInfo]:
         """Dead letters, oldest first, with their registrations opened."""
@@ -737,49 +570,13 @@ class MinLog:
         self._accepting = 0
         self._idle = threading.Condition(self._lock)
         self._committer = self._make_committer()
-        for part in (self.store, *_distinct(self._transports.values())):
+        for part in (self.store, *routing.distinct(self._transports.values())):
             hook = getattr(part, "after_fork", None)
             if hook is not None:
                 hook()
         self._deliverer.after_fork()
         self._worker = Worker(self._deliverer, poll=self._poll, threads=self._threads,
                               on_step=self._after_step)
-
-
-def _transports(transport: Transport | None, tenants: TenantRouter | None
-                ) -> dict[str, Transport]:
-    """The transports by tenant: ``""`` for a single municipality (its own CVR too, when
-    the transport names one), each tenant's CVR with tenants."""
-    if tenants is None:
-        if transport is None:
-            raise ConfigurationError("transport: required (or tenants, each with its own)")
-        own = getattr(transport, "cvr", None)
-        return {"": transport, **({own: transport} if isinstance(own, str) and own else {})}
-    if transport is not None:
-        raise ConfigurationError(
-            "transport: with tenants, each tenant has its own (Tenant(transport=...), or "
-            "credentials with Installation.open)")
-    found: dict[str, Transport] = {}
-    for t in tenants:
-        if t.transport is None:
-            raise ConfigurationError(
-                f"tenant {t.label}: has no transport (give it one, or open the "
-                "installation with Installation.open, which builds it from its credentials)")
-        own = getattr(t.transport, "cvr", None)
-        if isinstance(own, str) and own != t.cvr:
-            raise ConfigurationError(
-                f"tenant {t.label}: its transport's cvr is another CVR: the ID card would "
-                "name another care provider")
-        found[t.cvr] = t.transport
-    return found
-
-
-def _distinct(transports: Iterable[Transport]) -> list[Transport]:
-    """Each transport once (tenants may share one in tests)."""
-    seen: dict[int, Transport] = {}
-    for t in transports:
-        seen.setdefault(id(t), t)
-    return list(seen.values())
 
 
 def _peek(counter: itertools.count[int]) -> int:

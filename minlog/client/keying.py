@@ -13,20 +13,27 @@ new identity codes. So a key is never replaced silently:
   other store a missing key file is an error: restore it from the backup;
 * a new key for a store that holds data is an operator's explicit act, `rekey`
   (``minlog rekey STORE --force``), whose cost `rekey_cost` states.
+
+`open_keyed` opens a store together with its key (for `MinLog.open`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from minlog.core.sealing import Keys, key_id
 from minlog.errors import ConfigurationError
 from minlog.events import emit
 from minlog.keyfile import load_or_create_key
-from minlog.store import Store, is_postgres_url
+from minlog.store import Store, is_postgres_url, open_store
+from minlog.store.base import Durability
+from minlog.store.base import durability as _durability
 
-__all__ = ["Key", "bind", "default_key_path", "master_key", "rekey", "rekey_cost"]
+__all__ = ["Key", "bind", "default_key_path", "master_key", "open_keyed", "rekey",
+           "rekey_cost"]
 
 #: What `MinLog.open` takes as ``key``: the secret, a key file path, or None (the default).
 Key = bytes | str | os.PathLike[str] | None
@@ -79,6 +86,33 @@ def master_key(store: Store, target: object, key: Key, *, create: bool = True
                  "apart from the database backups", path, path=str(path))
     bind(store, secret, name)
     return secret, name
+
+
+def open_keyed(target: str | os.PathLike[str] | Store, key: Key, *,
+               store_options: Mapping[str, Any] | None = None,
+               durability: Durability | None = None, create: bool = True
+               ) -> tuple[Store, bytes]:
+    """The store at ``target`` (a SQLite file path, a ``postgresql://`` URL or a `Store`)
+    and its master secret (`master_key`). A key that cannot be had is an error before
+    the store is opened, when it can be told then; a key the store refuses closes the
+    store again. ``durability`` is given to a store opened from a path or URL (a `Store`
+    has its own); ``create=False`` makes neither a store nor a key file."""
+    key_path(target, key)  # a PostgreSQL store without a key: at once
+    store_options = dict(store_options or {})
+    if durability is not None:
+        if not isinstance(target, str | os.PathLike):
+            raise ConfigurationError("durability: a Store given as the target has "
+                                     "its own (give it to the store)")
+        store_options["durability"] = _durability(durability)
+    if not create and isinstance(target, str | os.PathLike):
+        store_options.setdefault("create", False)
+    store = open_store(target, **store_options)
+    try:
+        master, _ = master_key(store, target, key, create=create)
+    except BaseException:
+        store.close()
+        raise
+    return store, master
 
 
 def bind(store: Store, secret: bytes, name: str = "the master key given") -> None:

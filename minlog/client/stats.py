@@ -1,14 +1,22 @@
-"""What `MinLog.stats` and `MinLog.dead_letters` report."""
+"""What `MinLog.stats` and `MinLog.dead_letters` report, and how `compose` makes a
+`Stats` of the instance's counters, the store's counts per tenant and the deliverer's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
 from minlog.minlog2.registration import Registration
+from minlog.store.base import StoreCounts
 
-__all__ = ["DeadLetterInfo", "Stats", "TenantStats"]
+if TYPE_CHECKING:
+    from minlog.delivery.counters import TenantCounts
+    from minlog.delivery.deliverer import Deliverer
+    from minlog.delivery.schedule import DeliverySchedule
+
+__all__ = ["DeadLetterInfo", "Stats", "TenantStats", "compose", "tenant_stats"]
 
 
 @attrs.frozen(slots=True)
@@ -71,3 +79,50 @@ class DeadLetterInfo:
     attempts: int
     died_at: float
     registration: Registration | None
+
+
+def compose(counters: Mapping[str, int], counts: Mapping[str, StoreCounts],
+            deliverer: Deliverer, *, now: float, hot_keys: int) -> Stats:
+    """`Stats` of an instance's recording ``counters`` (``recorded``, ``first_of_day``,
+    ``duplicates``, ``late``, ``beyond_horizon``), the store's ``counts`` per tenant at
+    ``now`` and what ``deliverer`` counted."""
+    tenants = tenant_stats(counts, deliverer.schedule, deliverer.counters.snapshot(), now)
+    totals = StoreCounts(
+        sum(t.pending for t in tenants.values()),
+        sum(t.in_flight for t in tenants.values()),
+        sum(t.dead for t in tenants.values()), None)
+    ages = [t.oldest_pending_age for t in tenants.values()
+            if t.oldest_pending_age is not None]
+    drains = [t.drain_seconds or 0.0 for t in tenants.values()]
+    c = counters
+    return Stats(
+        recorded=c["recorded"], first_of_day=c["first_of_day"],
+        duplicates=c["duplicates"], late=c["late"], beyond_horizon=c["beyond_horizon"],
+        delivered=deliverer.delivered,
+        pending=totals.pending, in_flight=totals.in_flight, dead=totals.dead,
+        oldest_pending_age=max(ages) if ages else None,
+        drain_seconds=max(drains) if deliverer.schedule.limited else None,
+        hot_keys=hot_keys, last_error=deliverer.last_error,
+        unattributed=deliverer.unattributed, tenants=tenants,
+    )
+
+
+def tenant_stats(counts: Mapping[str, StoreCounts], schedule: DeliverySchedule,
+                 delivered: Mapping[str, TenantCounts], now: float) -> dict[str, TenantStats]:
+    """`TenantStats` of every tenant with entries, dead letters or deliveries, or a
+    limit of its own; ``""`` too when no tenant has one."""
+    names = set(counts) | set(delivered) | set(schedule.tenant_limits)
+    if not schedule.tenant_limits:
+        names.add("")
+    out = {}
+    none = StoreCounts(0, 0, 0, None)
+    for tenant in sorted(names):
+        c = counts.get(tenant, none)
+        done = delivered.get(tenant)
+        out[tenant] = TenantStats(
+            pending=c.pending, in_flight=c.in_flight, dead=c.dead,
+            oldest_pending_age=None if c.oldest_pending is None
+            else max(0.0, now - c.oldest_pending),
+            delivered=0 if done is None else done.delivered,
+            drain_seconds=schedule.drain_seconds(tenant, c.pending + c.in_flight))
+    return out

@@ -29,7 +29,8 @@ from minlog.errors import ValidationError
 from minlog.minlog2.registration import Registration
 
 __all__ = ["DESTINATION", "FIELDS", "Batch", "Fields", "decode", "decode_fields", "encode_access",
-           "entry_xml", "fields_of", "registration_of", "seconds_text", "xs_datetime"]
+           "entry_xml", "fields_of", "registration_of", "registration_of_access",
+           "seconds_text", "xs_datetime"]
 
 #: A ``LogDataEntry`` as texts, in the order of `FIELDS`.
 Fields = tuple[str, ...]
@@ -130,6 +131,30 @@ def encode_access(access: Access, system_name: str, sequence_number: str,
         b.id if b else "", b.source if b else "", (b.name or "") if b else "",
         (b.role or "") if b else "", _FILTER_SEP.join(access.filters),
     )).encode()
+
+
+def registration_of_access(access: Access, system_name: str, user_person_name: str | None,
+                           user_role: str | None, sequence_number: str | None = None
+                           ) -> Registration:
+    """The `Registration` of ``access`` (the identity fields given), validated as it is
+    made: what `encode_access` stores, as the object `MinLog.registration_for` shows."""
+    e, o, b = access.employee, access.organisation, access.on_behalf_of
+    return Registration(
+        system_name=system_name, activity=access.activity,
+        person_identifier=access.citizen, person_identifier_source=access.citizen_source,
+        person_name=access.citizen_name,
+        user_person_identifier=e.id, user_person_identifier_source=e.source,
+        user_person_name=user_person_name, user_role=user_role,
+        date_time=access.at, reason=access.reason, addition=access.addition,
+        criticality=access.criticality,
+        organisation_id=o.id, organisation_id_source=o.source, organisation_name=o.name,
+        correlation_id=access.correlation_id, sequence_number=sequence_number,
+        on_behalf_of_person_identifier=b.id if b else None,
+        on_behalf_of_person_identifier_source=b.source if b else None,
+        on_behalf_of_person_name=b.name if b else None,
+        on_behalf_of_user_role=b.role if b else None,
+        filters=access.filters,
+    )
 
 
 def decode_fields(payload: bytes) -> Fields:

@@ -34,7 +34,8 @@ from minlog.tenants.router import TenantRouter
 from minlog.tenants.tenant import Tenant
 
 if TYPE_CHECKING:
-    from minlog.client.facade import MinLog, Options
+    from minlog.client.facade import MinLog
+    from minlog.client.options import Options
 
 __all__ = ["Installation", "check_certificate"]
 
@@ -66,7 +67,7 @@ class Installation:
     tenants share (needed by every tenant given ``credentials``). ``system_name``:
     MinLog2's ``SystemName`` (default: ``minlog2.system_name``). ``key``, ``durability``,
     ``store_options``: as `MinLog.open` takes them. ``options``: `MinLog`'s keyword
-    options (`minlog.client.facade.Options`).
+    options (`minlog.client.options.Options`).
 
     Made, it has checked the tenants against each other (`TenantRouter`); `open` checks
     each tenant's credentials and opens the store.
@@ -85,7 +86,7 @@ class Installation:
     router: TenantRouter = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        from minlog.client.facade import check_options
+        from minlog.client.options import check_options
 
         object.__setattr__(self, "router",
                            TenantRouter(self.tenants, default=self.default_tenant))
@@ -108,7 +109,8 @@ class Installation:
         delivering: a `MinLog` that routes each access to its tenant. ``overrides``
         replace `options` (``clock=``, ``start_worker=``, ...); ``create=False`` makes
         neither a store nor a key file."""
-        from minlog.client.facade import MinLog, check_options
+        from minlog.client.facade import MinLog
+        from minlog.client.options import check_options
 
         options: dict[str, Any] = {**self.options, **overrides}
         check_options(options)

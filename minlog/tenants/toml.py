@@ -211,7 +211,7 @@ def _parents(value: Any, context: str, where: str) -> dict[Unit, Unit]:
 
 def _options(table: Any) -> dict[str, Any]:
     """``[options]``: `MinLog`'s keyword options, checked by name and type."""
-    from minlog.client.facade import check_options
+    from minlog.client.options import check_options
 
     if not isinstance(table, dict):
         raise ConfigurationError(f"{_CONTEXT}: options must be a table")
