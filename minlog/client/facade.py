@@ -662,12 +662,11 @@ class MinLog:
         none = StoreCounts(0, 0, 0, None)
         for tenant in sorted(names):
             c = counts.get(tenant, none)
-            done = delivered.get(tenant)
             out[tenant] = TenantStats(
                 pending=c.pending, in_flight=c.in_flight, dead=c.dead,
                 oldest_pending_age=None if c.oldest_pending is None
                 else max(0.0, now - c.oldest_pending),
-                delivered=0 if done is None else done.delivered,
+                delivered=c.delivered,  # the store's: by every process on it
                 drain_seconds=schedule.drain_seconds(tenant, c.pending + c.in_flight))
         return out
 

@@ -14,9 +14,13 @@ __all__ = ["DeadLetterInfo", "Stats", "TenantStats"]
 @attrs.frozen(slots=True)
 class TenantStats:
     """The outbox of one tenant (its CVR; ``""`` for a single municipality): pending, in
-    flight, dead, how long its oldest undelivered entry has waited, the entries this
-    instance delivered for it, and the seconds its backlog needs under its own rate limit
-    (None: no limit)."""
+    flight, dead, how long its oldest undelivered entry has waited, the entries delivered
+    for it, and the seconds its backlog needs under its own rate limit (None: no limit).
+
+    ``delivered`` is the store's count: the tenant's entries that every process and host
+    on the store delivered since it was made (so ``minlog status``, which delivers
+    nothing, shows it too). It used to be what this instance delivered; that count, all
+    tenants together, is `Stats.delivered`."""
 
     pending: int
     in_flight: int

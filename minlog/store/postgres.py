@@ -367,8 +367,7 @@ class PostgresStore:
 
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:
-            self._run(lambda c: c.execute(self._q(
-                "DELETE FROM {s}.outbox WHERE id = ANY(%s) AND owner = %s"), [list(ids), lease]))
+            self._run(lambda c: postgres_turns.ack(c, self._q, lease, ids))
 
     def retry(self, lease: str, ids: Sequence[int], not_before: float) -> None:
         if ids:
@@ -421,7 +420,8 @@ class PostgresStore:
             assert row is not None
             assert dead is not None
             return StoreCounts(int(row[0]), int(row[1]), int(dead[0]),
-                               None if row[2] is None else float(row[2]))
+                               None if row[2] is None else float(row[2]),
+                               postgres_turns.delivered(c, self._q))
 
         return self._run(step, retry=True)
 

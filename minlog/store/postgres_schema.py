@@ -3,8 +3,8 @@ the seen-set's day partitions.
 
 ``meta`` holds the schema's ``schema_version`` and the store's settings: the dedup
 horizon (`horizon`, `raise_horizon`) and the fingerprint of its master key (in ``data``:
-`fingerprint`, `record_fingerprint`). `migrate` brings a schema up to
-`SCHEMA_VERSION` (the steps of `MIGRATIONS`, in order) under an advisory lock, inside the
+`fingerprint`, `record_fingerprint`). `migrate` brings a schema up to `SCHEMA_VERSION`
+(the steps of `MIGRATIONS`, in order, then `ENSURE`) under an advisory lock, inside the
 caller's transaction, and refuses a schema made by a newer minlog; `check_version` is
 what an opening that may not migrate does instead.
 
@@ -26,7 +26,7 @@ from minlog.errors import ConfigurationError, StoreError
 if TYPE_CHECKING:  # psycopg is optional (the postgres extra); only its types are named
     from minlog.store.postgres_turns import Conn, Query
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "attach_days", "attached", "check_version",
+__all__ = ["ENSURE", "MIGRATIONS", "SCHEMA_VERSION", "attach_days", "attached", "check_version",
            "drop_days", "fingerprint", "horizon", "migrate", "raise_horizon",
            "record_fingerprint", "version"]
 
@@ -65,14 +65,20 @@ MIGRATIONS: Final[dict[int, list[str]]] = {
     # 4: each tenant's delivery state (`minlog.delivery.schedule`): its turn (from a
     # sequence: the most recently served has the highest), when it was last served and
     # its recent send times, locked by the claim that serves it (rate limits and turns
-    # for every host).
+    # for every host); how many of its entries were delivered (acked).
     4: [
         "CREATE TABLE IF NOT EXISTS {s}.tenants (tenant text PRIMARY KEY, "
         "turn bigint NOT NULL DEFAULT 0, served double precision, "
-        "sent double precision[] NOT NULL DEFAULT ARRAY[]::double precision[])",
+        "sent double precision[] NOT NULL DEFAULT ARRAY[]::double precision[], "
+        "delivered bigint NOT NULL DEFAULT 0)",
         "CREATE SEQUENCE IF NOT EXISTS {s}.tenant_turns",
     ],
 }
+#: What the current version gained before its release, for a schema a development
+#: version made (run at every opening that migrates; each statement is idempotent).
+ENSURE: Final[list[str]] = [
+    "ALTER TABLE {s}.tenants ADD COLUMN IF NOT EXISTS delivered bigint NOT NULL DEFAULT 0",
+]
 
 
 def version(conn: Conn, q: Query, schema: str) -> int:
@@ -117,6 +123,8 @@ def migrate(conn: Conn, q: Query, schema: str) -> None:
     for step in range(current + 1, SCHEMA_VERSION + 1):
         for statement in MIGRATIONS[step]:
             conn.execute(q(statement))
+    for statement in ENSURE:
+        conn.execute(q(statement))
     conn.execute(q(
         "INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s) "
         "ON CONFLICT (name) DO UPDATE SET value = excluded.value"), [SCHEMA_VERSION])

@@ -347,8 +347,7 @@ class SQLiteStore:
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:
             with self._tx() as conn:
-                conn.executemany("DELETE FROM outbox WHERE id = ? AND owner = ?",
-                                 [(i, lease) for i in ids])
+                sqlite_turns.ack(conn, lease, ids)
 
     def retry(self, lease: str, ids: Sequence[int], not_before: float) -> None:
         if ids:
@@ -404,7 +403,7 @@ class SQLiteStore:
                 "SELECT COALESCE(SUM(state = 0), 0), COALESCE(SUM(state = 1), 0), "
                 "MIN(accepted_at) FROM outbox").fetchone()
             (dead,) = c.execute("SELECT COUNT(*) FROM dead").fetchone()
-            return StoreCounts(pending, in_flight, dead, oldest)
+            return StoreCounts(pending, in_flight, dead, oldest, sqlite_turns.delivered(c))
 
         return self._read(q)
 
