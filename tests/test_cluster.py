@@ -114,12 +114,13 @@ class TestFacadeOnBothStores:
         from conftest import POSTGRES_URL
 
         from minlog.core.days import copenhagen_day
+        from minlog.store import postgres_schema
 
         target = {"target": POSTGRES_URL, "store_options": {"schema": pg_schema}}
         with open_log(target, MemoryTransport()) as log:
             log.step()
             with log.store._pool.connection() as conn:  # type: ignore[attr-defined]
-                days = set(log.store._attached(conn))  # type: ignore[attr-defined]
+                days = set(postgres_schema.attached(conn, pg_schema))
         today = copenhagen_day(NOW)
         assert {today, today + 1, today + 2, today + 3} <= days
 

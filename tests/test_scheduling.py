@@ -173,3 +173,55 @@ class TestPerTenantFigures:
             warned = {getattr(r, "tenant", None) for r in caplog.records
                       if getattr(r, "event", None) == "backlog"}
             assert warned == {A}
+
+
+class TestDeliveredInTheStore:
+    def test_status_shows_what_each_tenant_had_delivered(self, tmp_path: Path) -> None:
+        """Logs of two tenants delivered by one MinLog: ``minlog status --json`` (another,
+        read-only instance, which delivered nothing) shows each tenant's delivered count,
+        kept in the store; a second instance adds to it, while its own `Stats.delivered`
+        counts what it delivered itself."""
+        import io
+        import json
+
+        from minlog.cli.main import main
+
+        clock = SimulatedClock(START)
+        path = tmp_path / "m.sqlite"
+        units = {A: Organisation("380000000000000"), B: Organisation("380000000000001")}
+
+        def deliver(counts: dict[str, int], first: int) -> MinLog:
+            tenants = [Tenant(cvr, f"Kommune {cvr}", transport=MemoryTransport(),
+                              units=[unit.id]) for cvr, unit in units.items()]
+            log = MinLog.open(path, tenants=tenants, system_name="Cura", clock=clock,
+                              start_worker=False, exit_timeout=0.0, durability="process",
+                              rate_limit=None, fill_wait=0)
+            n = first
+            for cvr, count in counts.items():
+                for _ in range(count):
+                    employee = Employee(f"010170{n:04d}", name=f"E {n}")
+                    assert log.record(Access("0202802345", employee, units[cvr], "Opslag",
+                                             START))
+                    n += 1
+            assert log.flush(timeout=5)
+            return log
+
+        with deliver({A: 3, B: 2}, 0) as log:
+            assert {t: log.stats().tenants[t].delivered for t in (A, B)} == {A: 3, B: 2}
+
+        def status() -> dict[str, int]:
+            out = io.StringIO()
+            assert main(["status", str(path), "--json"], out) == 0
+            tenants = json.loads(out.getvalue())["tenants"]
+            return {t: row["delivered"] for t, row in tenants.items() if t}
+
+        assert status() == {A: 3, B: 2}
+        with deliver({A: 1}, 100) as log:
+            s = log.stats()
+            assert (s.delivered, s.tenants[A].delivered, s.tenants[B].delivered) == (1, 4, 2)
+        assert status() == {A: 4, B: 2}
+        out = io.StringIO()
+        assert main(["status", str(path)], out) == 0
+        rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines()[5:]}
+        assert rows["tenant"][-1] == "delivered"
+        assert (rows[A][-1], rows[B][-1]) == ("4", "2")

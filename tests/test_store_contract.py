@@ -17,7 +17,7 @@ from typing import Any
 import conftest  # noqa: F401
 import pytest
 
-from minlog.store import NewEntry, Store, open_store
+from minlog.store import NewEntry, Store, open_store, postgres_schema
 
 DAY = 740_000
 
@@ -387,7 +387,7 @@ class TestPostgresPartitions:
     @staticmethod
     def _days(store: Any) -> set[int]:
         with store._pool.connection() as conn:
-            return set(store._attached(conn))
+            return set(postgres_schema.attached(conn, store.schema))
 
     def test_prepare_makes_today_and_the_days_ahead(self, pg_schema: str) -> None:
         """prepare(today) attaches partitions for today and partitions_ahead days."""

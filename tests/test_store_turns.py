@@ -188,6 +188,41 @@ class TestTenantCounts:
         assert (store.tenant_counts()[B].in_flight, store.tenant_counts()[B].pending) == (1, 0)
 
 
+class TestDelivered:
+    def test_ack_counts_what_each_tenant_had_delivered(self, store: Store) -> None:
+        """Each ack adds the entries it removed to their tenant's delivered count (in
+        the store: any instance reads it), and only those: an ack under a lease that ran
+        out and was taken over removes nothing and counts nothing."""
+        fill(store, {A: 3, B: 2})
+        a = store.claim(10, 60, 5.0)
+        assert a.tenant == A
+        store.ack(a.token, [e.id for e in a.entries[:2]])
+        b = store.claim(10, 60, 5.0)
+        assert b.tenant == B
+        store.ack(b.token, [e.id for e in b.entries])
+        counts = store.tenant_counts()
+        assert {t: (c.delivered, c.pending + c.in_flight) for t, c in counts.items()} == {
+            A: (2, 1), B: (2, 0)}  # B has nothing left, and is still listed
+        again = store.claim(10, 60, 100.0)  # A's lease ran out: its last entry taken over
+        assert again.tenant == A
+        store.ack(a.token, [a.entries[2].id])
+        assert store.tenant_counts()[A].delivered == 2
+        store.ack(again.token, [e.id for e in again.entries])
+        assert {t: c.delivered for t, c in store.tenant_counts().items()} == {A: 3, B: 2}
+        assert store.counts().delivered == 5
+
+    def test_a_tenant_that_delivered_nothing_counts_none(self, store: Store) -> None:
+        """A tenant whose only entry went back to pending and then to the dead letters
+        delivered nothing: it is listed for its dead letter, with 0 delivered."""
+        fill(store, {A: 1})
+        lease = store.claim(10, 60, 5.0)
+        store.retry(lease.token, [lease.entries[0].id], 6.0)
+        lease = store.claim(10, 60, 7.0)
+        store.bury(lease.token, [(lease.entries[0].id, "E1", "no")], 8.0)
+        assert {t: (c.dead, c.delivered) for t, c in store.tenant_counts().items()} == {
+            A: (1, 0)}
+
+
 # --------------------------------------------------------------------- three processes
 
 LIMITS = {A: RateLimit(1, 30.0), B: RateLimit(2, 30.0), C: RateLimit(3, 30.0)}
@@ -290,6 +325,43 @@ class TestMigration:
             assert {t: c.pending for t, c in s.tenant_counts().items()} == {A: 3, B: 2}
             assert serve(s, 5.0, limit=10) == A
             assert serve(s, 5.0, limit=10) == B
+            assert {t: c.delivered for t, c in s.tenant_counts().items()} == {A: 3, B: 2}
+        finally:
+            s.close()
+
+    def test_a_sqlite_file_of_schema_3_without_delivered_gains_it(
+            self, tmp_path: Path) -> None:
+        """A file made at schema 3 before the tenants kept their delivered count (a
+        development version) gains the column when opened, and counts from then on."""
+        path = tmp_path / "m.sqlite"
+        s = SQLiteStore(path)
+        fill(s, {A: 3})
+        s.close()
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("ALTER TABLE tenants DROP COLUMN delivered")
+        s = SQLiteStore(path)
+        try:
+            assert serve(s, 5.0, limit=10) == A
+            assert s.tenant_counts()[A].delivered == 3
+        finally:
+            s.close()
+        with contextlib.closing(SQLiteStore(path, read_only=True)) as ro:
+            assert ro.tenant_counts()[A].delivered == 3
+
+    def test_a_postgres_schema_of_version_4_without_delivered_gains_it(
+            self, pg_schema: str) -> None:
+        from conftest import POSTGRES_URL
+
+        from minlog.store.postgres import PostgresStore
+
+        s = PostgresStore(POSTGRES_URL, schema=pg_schema)
+        fill(s, {A: 3})
+        s._run(lambda c: c.execute(s._q("ALTER TABLE {s}.tenants DROP COLUMN delivered")))
+        s.close()
+        s = PostgresStore(POSTGRES_URL, schema=pg_schema)
+        try:
+            assert serve(s, 5.0, limit=10) == A
+            assert s.tenant_counts()[A].delivered == 3
         finally:
             s.close()
 
@@ -310,6 +382,7 @@ class TestMigration:
         try:
             assert serve(s, 5.0, limit=10) == A
             assert serve(s, 5.0, limit=10) == B
+            assert {t: c.delivered for t, c in s.tenant_counts().items()} == {A: 3, B: 2}
             assert s._run(lambda c: c.execute(s._q(
                 "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()) == (4,)
         finally:

@@ -117,7 +117,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             "tenants": {tenant: {
                 "pending": row.pending, "in_flight": row.in_flight, "dead": row.dead,
                 "oldest_pending_age": row.oldest_pending_age,
-                "drain_seconds": row.drain_seconds,
+                "drain_seconds": row.drain_seconds, "delivered": row.delivered,
             } for tenant, row in sorted(s.tenants.items())},
         })
     else:
@@ -134,16 +134,18 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _tenant_table(tenants: Mapping[str, TenantStats]) -> str:
-    """``status``'s rows per tenant: pending, in flight, dead, oldest age, drain time."""
+    """``status``'s rows per tenant: pending, in flight, dead, oldest age, drain time,
+    delivered (by every process on the store)."""
     def age(v: float | None) -> str:
         return "-" if v is None else f"{v:,.0f} s"
 
     lines = [f"\n{'tenant':<10} {'pending':>9} {'in flight':>9} {'dead':>6} "
-             f"{'oldest':>10} {'drains in':>10}"]
+             f"{'oldest':>10} {'drains in':>10} {'delivered':>11}"]
     for tenant, row in sorted(tenants.items()):
         drain = "no limit" if row.drain_seconds is None else age(row.drain_seconds)
         lines.append(f"{tenant or '(none)':<10} {row.pending:>9,} {row.in_flight:>9,} "
-                     f"{row.dead:>6,} {age(row.oldest_pending_age):>10} {drain:>10}")
+                     f"{row.dead:>6,} {age(row.oldest_pending_age):>10} {drain:>10} "
+                     f"{row.delivered:>11,}")
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,6 @@ from minlog.minlog2.registration import Registration
 from minlog.store.base import StoreCounts
 
 if TYPE_CHECKING:
-    from minlog.delivery.counters import TenantCounts
     from minlog.delivery.deliverer import Deliverer
     from minlog.delivery.schedule import DeliverySchedule
 
@@ -22,9 +21,13 @@ __all__ = ["DeadLetterInfo", "Stats", "TenantStats", "compose", "tenant_stats"]
 @attrs.frozen(slots=True)
 class TenantStats:
     """The outbox of one tenant (its CVR; ``""`` for a single municipality): pending, in
-    flight, dead, how long its oldest undelivered entry has waited, the entries this
-    instance delivered for it, and the seconds its backlog needs under its own rate limit
-    (None: no limit)."""
+    flight, dead, how long its oldest undelivered entry has waited, the entries delivered
+    for it, and the seconds its backlog needs under its own rate limit (None: no limit).
+
+    ``delivered`` is the store's count: the tenant's entries that every process and host
+    on the store delivered since it was made (so ``minlog status``, which delivers
+    nothing, shows it too). It used to be what this instance delivered; that count, all
+    tenants together, is `Stats.delivered`."""
 
     pending: int
     in_flight: int
@@ -86,7 +89,7 @@ def compose(counters: Mapping[str, int], counts: Mapping[str, StoreCounts],
     """`Stats` of an instance's recording ``counters`` (``recorded``, ``first_of_day``,
     ``duplicates``, ``late``, ``beyond_horizon``), the store's ``counts`` per tenant at
     ``now`` and what ``deliverer`` counted."""
-    tenants = tenant_stats(counts, deliverer.schedule, deliverer.counters.snapshot(), now)
+    tenants = tenant_stats(counts, deliverer.schedule, now)
     totals = StoreCounts(
         sum(t.pending for t in tenants.values()),
         sum(t.in_flight for t in tenants.values()),
@@ -108,21 +111,21 @@ def compose(counters: Mapping[str, int], counts: Mapping[str, StoreCounts],
 
 
 def tenant_stats(counts: Mapping[str, StoreCounts], schedule: DeliverySchedule,
-                 delivered: Mapping[str, TenantCounts], now: float) -> dict[str, TenantStats]:
-    """`TenantStats` of every tenant with entries, dead letters or deliveries, or a
-    limit of its own; ``""`` too when no tenant has one."""
-    names = set(counts) | set(delivered) | set(schedule.tenant_limits)
+                 now: float) -> dict[str, TenantStats]:
+    """`TenantStats` of every tenant with entries, dead letters or deliveries in the
+    store (``counts``: `Store.tenant_counts`), or a limit of its own; ``""`` too when no
+    tenant has one. ``delivered`` is the store's: by every process on it."""
+    names = set(counts) | set(schedule.tenant_limits)
     if not schedule.tenant_limits:
         names.add("")
     out = {}
     none = StoreCounts(0, 0, 0, None)
     for tenant in sorted(names):
         c = counts.get(tenant, none)
-        done = delivered.get(tenant)
         out[tenant] = TenantStats(
             pending=c.pending, in_flight=c.in_flight, dead=c.dead,
             oldest_pending_age=None if c.oldest_pending is None
             else max(0.0, now - c.oldest_pending),
-            delivered=0 if done is None else done.delivered,
+            delivered=c.delivered,
             drain_seconds=schedule.drain_seconds(tenant, c.pending + c.in_flight))
     return out

@@ -132,12 +132,15 @@ class DeadLetter:
 
 @attrs.frozen(slots=True)
 class StoreCounts:
-    """Outbox totals. ``oldest_pending`` is the accept time of the oldest undelivered entry."""
+    """Outbox totals. ``oldest_pending`` is the accept time of the oldest undelivered entry;
+    ``delivered``: the entries acked (`Store.ack`) since the store was made, by every
+    process and host on it."""
 
     pending: int
     in_flight: int
     dead: int
     oldest_pending: float | None
+    delivered: int = 0
 
 
 class Store(Protocol):
@@ -216,7 +219,8 @@ class Store(Protocol):
         ...
 
     def ack(self, lease: str, ids: Sequence[int]) -> None:
-        """The receiver took these entries of ``lease``: remove them from the outbox."""
+        """The receiver took these entries of ``lease``: remove them from the outbox and,
+        in the same transaction, add those removed to their tenants' delivered counts."""
         ...
 
     def retry(self, lease: str, ids: Sequence[int], not_before: float) -> None:
@@ -236,11 +240,12 @@ class Store(Protocol):
         ...
 
     def counts(self) -> StoreCounts:
-        """Pending, in flight and dead totals."""
+        """Pending, in flight, dead and delivered totals."""
         ...
 
     def tenant_counts(self) -> dict[str, StoreCounts]:
-        """`counts` per tenant (tenants with neither entries nor dead letters are absent)."""
+        """`counts` per tenant, with each tenant's ``delivered`` (tenants with neither
+        entries, dead letters nor deliveries are absent)."""
         ...
 
     def next_due(self) -> float | None:

@@ -2,10 +2,9 @@
 
 Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
 
-* The seen-set ``seen(day, key)`` is partitioned by day (``PARTITION BY RANGE (day)``,
-  primary key starting with the day). Partitions are created ahead of time, and on demand
-  for a day that has none (a late access is never dropped); old days are detached
-  ``CONCURRENTLY`` (writers are not blocked) and dropped.
+* The seen-set ``seen(day, key)`` is partitioned by day (`minlog.store.postgres_schema`).
+  Partitions are created ahead of time, and on demand for a day that has none (a late
+  access is never dropped); old days are detached (writers are not blocked) and dropped.
 * `append` is ONE statement and one round trip per batch: arrays are ``unnest``-ed,
   ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` decides newness, and the outbox rows of
   the new keys are inserted by the same statement (one transaction).
@@ -19,7 +18,7 @@ Install with ``pip install 'minlog[postgres]'`` (psycopg 3 and its pool).
   few seconds a claim also takes back the leases of owners of this host that are gone (a
   killed process, a closed instance): their batches do not wait for the lease to run out.
 * The schema (configurable name) is created and migrated by the library under an advisory
-  lock, versioned in ``meta``.
+  lock, versioned in ``meta`` (`minlog.store.postgres_schema`, with the settings).
 * psycopg errors become `StoreError`s; read-only steps are retried once on a lost
   connection.
 * ``durability`` sets ``synchronous_commit`` on its connections: ``"power"`` (default)
@@ -39,7 +38,7 @@ from minlog import forking
 from minlog.delivery.policy import RateLimit
 from minlog.delivery.schedule import DeliverySchedule, unscheduled
 from minlog.errors import ConfigurationError, StoreError
-from minlog.store import owners, postgres_turns
+from minlog.store import owners, postgres_schema, postgres_turns
 from minlog.store.base import (
     DEFAULT_DURABILITY,
     POSTGRES_SYNCHRONOUS_COMMIT,
@@ -51,6 +50,7 @@ from minlog.store.base import (
     StoreCounts,
 )
 from minlog.store.base import durability as _durability
+from minlog.store.postgres_schema import SCHEMA_VERSION
 
 try:
     import psycopg
@@ -63,51 +63,10 @@ else:
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
-SCHEMA_VERSION: Final = 4
 #: How often a claim asks again when another claim held the tenant it could serve.
 _CONTENDED_TRIES: Final = 10
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 _T = TypeVar("_T")
-
-_MIGRATIONS: Final[dict[int, list[str]]] = {
-    1: [
-        "CREATE TABLE IF NOT EXISTS {s}.seen (day integer NOT NULL, key bytea NOT NULL, "
-        "PRIMARY KEY (day, key)) PARTITION BY RANGE (day)",
-        "CREATE TABLE IF NOT EXISTS {s}.outbox (id bigserial PRIMARY KEY, key bytea NOT NULL, "
-        "payload bytea NOT NULL, state smallint NOT NULL DEFAULT 0, "
-        "attempts integer NOT NULL DEFAULT 0, due double precision NOT NULL, "
-        "accepted_at double precision NOT NULL, owner text)",
-        "CREATE INDEX IF NOT EXISTS outbox_due ON {s}.outbox (due, id)",
-        "CREATE TABLE IF NOT EXISTS {s}.dead (id bigint PRIMARY KEY, key bytea NOT NULL, "
-        "payload bytea NOT NULL, attempts integer NOT NULL, code text NOT NULL, "
-        "text text NOT NULL, died_at double precision NOT NULL, accepted_at double precision)",
-        "CREATE TABLE IF NOT EXISTS {s}.aliases (scope text NOT NULL, code text NOT NULL, "
-        "subject bytea NOT NULL, sealed bytea NOT NULL, PRIMARY KEY (scope, code), "
-        "UNIQUE (scope, subject))",
-    ],
-    # 2: outbox and dead letters know their tenant; the seen-set keys are derived anew
-    # (the old ones are forgotten as their days are pruned).
-    2: [
-        "ALTER TABLE {s}.outbox ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT ''",
-        "ALTER TABLE {s}.dead ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT ''",
-    ],
-    # 3: settings that are bytes (the master key's fingerprint); the owners of leased
-    # entries found without reading the whole outbox (taking back a dead host's leases).
-    3: [
-        "ALTER TABLE {s}.meta ADD COLUMN IF NOT EXISTS data bytea",
-        "CREATE INDEX IF NOT EXISTS outbox_leased ON {s}.outbox (owner) WHERE state = 1",
-    ],
-    # 4: each tenant's delivery state (`minlog.delivery.schedule`): its turn (from a
-    # sequence: the most recently served has the highest), when it was last served and
-    # its recent send times, locked by the claim that serves it (rate limits and turns
-    # for every host).
-    4: [
-        "CREATE TABLE IF NOT EXISTS {s}.tenants (tenant text PRIMARY KEY, "
-        "turn bigint NOT NULL DEFAULT 0, served double precision, "
-        "sent double precision[] NOT NULL DEFAULT ARRAY[]::double precision[])",
-        "CREATE SEQUENCE IF NOT EXISTS {s}.tenant_turns",
-    ],
-}
 
 
 class _PartitionGone(Exception):
@@ -216,59 +175,15 @@ class PostgresStore:
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _version(self, conn: psycopg.Connection[Any]) -> int:
-        """The schema's version: 0 when it holds no minlog store."""
-        found = conn.execute("SELECT to_regclass(%s)", [f"{self.schema}.meta"]).fetchone()
-        if found is None or found[0] is None:
-            return 0
-        row = conn.execute(self._q(
-            "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()
-        return int(row[0]) if row else 0
-
     def _migrate(self, *, create: bool) -> None:
-        def look(conn: psycopg.Connection[Any]) -> None:
-            current = self._version(conn)
-            if current == 0:
-                raise StoreError(f"the PostgreSQL schema {self.schema} holds no minlog store "
-                                 f"(check the URL and the schema)")
-            if current != SCHEMA_VERSION and self.read_only:
-                raise ConfigurationError(
-                    f"schema {self.schema} has version {current}, this minlog "
-                    f"{SCHEMA_VERSION}: open it once with this minlog (the application) "
-                    f"to migrate it" if current < SCHEMA_VERSION else
-                    f"schema {self.schema} has version {current}; this minlog knows up "
-                    f"to {SCHEMA_VERSION}: upgrade minlog")
-
         if not create:
-            self._run(look)
+            self._run(lambda c: postgres_schema.check_version(
+                c, self._q, self.schema, read_only=self.read_only))
             if self.read_only:
                 return
-
-        def step(conn: psycopg.Connection[Any]) -> None:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"minlog:{self.schema}"])
-            conn.execute(self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
-            conn.execute(self._q(
-                "CREATE TABLE IF NOT EXISTS {s}.meta (name text PRIMARY KEY, value integer)"))
-            row = conn.execute(self._q(
-                "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"schema {self.schema} has version {current}; this minlog knows up to "
-                    f"{SCHEMA_VERSION}: upgrade minlog")
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version]:
-                    conn.execute(self._q(statement))
-            conn.execute(self._q(
-                "INSERT INTO {s}.meta (name, value) VALUES ('schema_version', %s) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value"), [SCHEMA_VERSION])
-
-        self._run(step)
+        self._run(lambda c: postgres_schema.migrate(c, self._q, self.schema))
 
     # ------------------------------------------------------------------ partitions
-
-    def _partition(self, day: int) -> sql.Identifier:
-        return sql.Identifier(f"seen_d{day}")
 
     def _ddl_lock(self) -> str:
         return f"minlog:{self.schema}:partitions"
@@ -277,20 +192,6 @@ class PostgresStore:
         """Create the partitions of ``today`` and ``partitions_ahead`` days after it, so
         that writers never wait for a partition at midnight."""
         self._ensure_days(range(today, today + self.partitions_ahead + 1))
-
-
-    def _attached(self, conn: psycopg.Connection[Any]) -> dict[int, bool]:
-        """Day partitions attached to ``seen``: day -> detach pending (PostgreSQL 14+)."""
-        rows = conn.execute(
-            "SELECT c.relname, i.inhdetachpending FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-            "JOIN pg_namespace n ON n.oid = p.relnamespace "
-            "WHERE p.relname = 'seen' AND n.nspname = %s", [self.schema]).fetchall()
-        out = {}
-        for name, pending in rows:
-            if name.startswith("seen_d") and name[6:].isdigit():
-                out[int(name[6:])] = bool(pending)
-        return out
 
     @contextlib.contextmanager
     def _ddl(self) -> Iterator[psycopg.Connection[Any]]:
@@ -307,41 +208,17 @@ class PostgresStore:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [self._ddl_lock()])
 
     def _ensure_days(self, days: Sequence[int] | range) -> None:
-        """Make sure each day has its partition. A new partition is created apart and then
-        attached: ``ATTACH PARTITION`` takes a lock that does not block inserts, where
-        ``CREATE TABLE ... PARTITION OF`` would block every writer for a moment."""
+        """Make sure each day has its partition (`minlog.store.postgres_schema`)."""
         missing = [d for d in days if d not in self._partitions]
         if not missing:
             return
         try:
             with self._ddl() as conn:
-                attached = self._attached(conn)
-                for day in missing:
-                    p = self._partition(day)
-                    if attached.get(day) is False:
-                        continue
-                    if attached.get(day):  # an interrupted detach: finish it first
-                        self._detach(conn, p, finalize=True)
-                    conn.execute(sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {s}.{p} (LIKE {s}.seen INCLUDING ALL)"
-                    ).format(s=self._s, p=p))
-                    conn.execute(sql.SQL(
-                        "ALTER TABLE {s}.seen ATTACH PARTITION {s}.{p} "
-                        "FOR VALUES FROM ({lo}) TO ({hi})").format(
-                            s=self._s, p=p, lo=sql.Literal(day), hi=sql.Literal(day + 1)))
+                postgres_schema.attach_days(conn, self._q, self.schema, missing)
         except psycopg.Error as e:
             raise StoreError(f"cannot create the seen-set partitions of days {missing}: "
                              f"{type(e).__name__}: {e}") from e
         self._partitions.update(missing)
-
-    def _detach(self, conn: psycopg.Connection[Any], p: sql.Identifier, *,
-                finalize: bool = False) -> None:
-        """Detach partition ``p`` without blocking writers (``CONCURRENTLY``, or
-        ``FINALIZE`` to complete one that was interrupted) and drop it."""
-        mode = "FINALIZE" if finalize else "CONCURRENTLY"
-        conn.execute(sql.SQL("ALTER TABLE {s}.seen DETACH PARTITION {s}.{p} " + mode).format(
-            s=self._s, p=p))
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {s}.{p}").format(s=self._s, p=p))
 
     def drop_partitions(self, before_day: int) -> int:
         """Detach (concurrently: writers are not blocked) and drop the day partitions
@@ -349,11 +226,9 @@ class PostgresStore:
         dropped = 0
         try:
             with self._ddl() as conn:
-                for day, pending in sorted(self._attached(conn).items()):
-                    if day < before_day:
-                        self._detach(conn, self._partition(day), finalize=pending)
-                        self._partitions.discard(day)
-                        dropped += 1
+                for day in postgres_schema.drop_days(conn, self._q, self.schema, before_day):
+                    self._partitions.discard(day)
+                    dropped += 1
         except psycopg.Error as e:
             raise StoreError(f"cannot drop old seen-set partitions: {e}") from e
         return dropped
@@ -407,39 +282,16 @@ class PostgresStore:
         return result
 
     def horizon_days(self, at_least: int) -> int:
-        def step(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._q(
-                "INSERT INTO {s}.meta (name, value) VALUES ('horizon_days', %s) "
-                "ON CONFLICT (name) DO UPDATE SET value = GREATEST({s}.meta.value, "
-                "excluded.value) RETURNING value"), [at_least]).fetchone()
-            assert row is not None
-            return int(row[0])
-
         if self.read_only:
-            row = self._run(lambda c: c.execute(self._q(
-                "SELECT value FROM {s}.meta WHERE name = 'horizon_days'")).fetchone(),
-                retry=True)
-            return 0 if row is None else int(row[0])
-        return self._run(step)
+            return self._run(lambda c: postgres_schema.horizon(c, self._q), retry=True)
+        return self._run(lambda c: postgres_schema.raise_horizon(c, self._q, at_least))
 
     def key_fingerprint(self, record: bytes | None = None, *,
                         replace: bool = False) -> bytes | None:
-        read = self._q("SELECT data FROM {s}.meta WHERE name = 'key_fingerprint'")
-
-        def look(conn: psycopg.Connection[Any]) -> bytes | None:
-            row = conn.execute(read).fetchone()
-            return None if row is None or row[0] is None else bytes(row[0])
-
-        def step(conn: psycopg.Connection[Any]) -> bytes | None:
-            conn.execute(self._q(
-                "INSERT INTO {s}.meta (name, data) VALUES ('key_fingerprint', %s) "
-                "ON CONFLICT (name) DO " + ("UPDATE SET data = excluded.data" if replace
-                                            else "NOTHING")), [record])
-            return look(conn)
-
         if record is None or self.read_only:
-            return self._run(look, retry=True)
-        return self._run(step)
+            return self._run(lambda c: postgres_schema.fingerprint(c, self._q), retry=True)
+        return self._run(lambda c: postgres_schema.record_fingerprint(
+            c, self._q, record, replace=replace))
 
     def holds_data(self) -> bool:
         row = self._run(lambda c: c.execute(self._q(
@@ -515,8 +367,7 @@ class PostgresStore:
 
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:
-            self._run(lambda c: c.execute(self._q(
-                "DELETE FROM {s}.outbox WHERE id = ANY(%s) AND owner = %s"), [list(ids), lease]))
+            self._run(lambda c: postgres_turns.ack(c, self._q, lease, ids))
 
     def retry(self, lease: str, ids: Sequence[int], not_before: float) -> None:
         if ids:
@@ -569,7 +420,8 @@ class PostgresStore:
             assert row is not None
             assert dead is not None
             return StoreCounts(int(row[0]), int(row[1]), int(dead[0]),
-                               None if row[2] is None else float(row[2]))
+                               None if row[2] is None else float(row[2]),
+                               postgres_turns.delivered(c, self._q))
 
         return self._run(step, retry=True)
 

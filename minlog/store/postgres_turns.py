@@ -1,6 +1,7 @@
 """The PostgreSQL store's scheduled claims: one tenant per lease, turns and rate limits
 kept in the database (table ``tenants``, sequence ``tenant_turns``: migration 4 of
-`minlog.store.postgres`), decided by `minlog.delivery.schedule.DeliverySchedule`.
+`minlog.store.postgres_schema`), decided by `minlog.delivery.schedule.DeliverySchedule`;
+and each tenant's delivered count, kept there by `ack`.
 
 Every function runs inside the caller's transaction. A claim looks at the tenants with
 due work, then tries those ready least recently served first: it locks the tenant's
@@ -12,8 +13,10 @@ commit. So a tenant's rate limit and turn hold for any number of hosts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from minlog.delivery.policy import RateLimit
 from minlog.delivery.schedule import DeliverySchedule, TenantDue
@@ -27,7 +30,8 @@ if TYPE_CHECKING:  # psycopg is optional (the postgres extra); only its types ar
     #: Formats a statement for the store's schema (``{s}``).
     Query = Callable[[str], sql.Composed]
 
-__all__ = ["accepted_counts", "claim_rows", "reserve_send", "tenant_counts"]
+__all__ = ["accepted_counts", "ack", "claim_rows", "delivered", "reserve_send",
+           "tenant_counts"]
 
 
 def claim_rows(conn: Conn, q: Query, plan: DeliverySchedule, *, limit: int, token: str,
@@ -103,16 +107,36 @@ def reserve_send(conn: Conn, q: Query, tenant: str, limit: RateLimit, now: float
     return wait
 
 
+def ack(conn: Conn, q: Query, lease: str, ids: Sequence[int]) -> None:
+    """Remove the entries ``ids`` that ``lease`` holds from the outbox and add them to
+    their tenants' delivered counts: one statement (tenants in one order on every host)."""
+    conn.execute(q(
+        "WITH gone AS (DELETE FROM {s}.outbox WHERE id = ANY(%s) AND owner = %s "
+        "RETURNING tenant) INSERT INTO {s}.tenants AS t (tenant, delivered) "
+        "SELECT tenant, count(*) FROM gone GROUP BY tenant ORDER BY tenant "
+        "ON CONFLICT (tenant) DO UPDATE SET delivered = t.delivered + excluded.delivered"),
+        [list(ids), lease])
+
+
+def delivered(conn: Conn, q: Query) -> int:
+    """The entries delivered, all tenants together."""
+    row = conn.execute(q("SELECT COALESCE(sum(delivered), 0) FROM {s}.tenants")).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def tenant_counts(conn: Conn, q: Query) -> dict[str, StoreCounts]:
-    """Pending, in flight, dead and the oldest accept time, per tenant."""
+    """Pending, in flight, dead, the oldest accept time and delivered, per tenant."""
     out = {str(t): StoreCounts(int(p), int(f), 0, None if o is None else float(o))
            for t, p, f, o in conn.execute(q(
                "SELECT tenant, count(*) FILTER (WHERE state = 0), "
                "count(*) FILTER (WHERE state = 1), min(accepted_at) FROM {s}.outbox "
                "GROUP BY tenant"))}
+    none = StoreCounts(0, 0, 0, None)
     for t, dead in conn.execute(q("SELECT tenant, count(*) FROM {s}.dead GROUP BY tenant")):
-        was = out.get(str(t)) or StoreCounts(0, 0, 0, None)
-        out[str(t)] = StoreCounts(was.pending, was.in_flight, int(dead), was.oldest_pending)
+        out[str(t)] = attrs.evolve(out.get(str(t), none), dead=int(dead))
+    for t, done in conn.execute(q(
+            "SELECT tenant, delivered FROM {s}.tenants WHERE delivered > 0")):
+        out[str(t)] = attrs.evolve(out.get(str(t), none), delivered=int(done))
     return out
 
 

@@ -3,9 +3,9 @@
 Exactness across processes comes from SQLite itself: `append` runs in one
 ``BEGIN IMMEDIATE`` transaction (SQLite's write lock: "database is locked" waits for the
 busy timeout instead of failing), and the seen-set's primary key ``(day, key)`` admits each
-pair once. A pair that was already there is answered "not new"; nothing else is consulted.
-A commit that fails is rolled back and raised as `StoreError`: nothing reported as
-accepted is ever missing.
+pair once (`minlog.store.sqlite_seen`). A pair that was already there is answered "not
+new"; nothing else is consulted. A commit that fails is rolled back and raised as
+`StoreError`: nothing reported as accepted is ever missing.
 
 The outbox is one row per entry (see `minlog.store.sqlite_schema`). A claim leases due
 rows under a fresh token (`minlog.store.owners`); only the holder of an entry's current
@@ -40,7 +40,7 @@ from minlog import forking
 from minlog.delivery.policy import RateLimit
 from minlog.delivery.schedule import DeliverySchedule, unscheduled
 from minlog.errors import StoreError
-from minlog.store import owners, sqlite_turns
+from minlog.store import owners, sqlite_seen, sqlite_turns
 from minlog.store.base import (
     DEFAULT_DURABILITY,
     SQLITE_SYNCHRONOUS,
@@ -66,15 +66,6 @@ __all__ = ["CHECKPOINT_EVERY", "SCHEMA_VERSION", "WAL_LIMIT", "SQLiteStore"]
 
 _T = TypeVar("_T")
 
-_SEEN_ONE: Final = "INSERT OR IGNORE INTO seen (day, key) VALUES (?, ?)"
-_SEEN_MANY: Final = "INSERT INTO seen (day, key) VALUES (?, ?)"
-_OUTBOX: Final = ("INSERT INTO outbox (key, payload, tenant, state, attempts, due, accepted_at) "
-                  "VALUES (?, ?, ?, 0, 0, ?, ?)")
-#: Keys looked up per statement when a large batch is appended (padded to this many, so
-#: that SQLite's statement cache holds one statement).
-_LOOKUP: Final = 250
-#: Below this many entries, each is inserted on its own (``INSERT OR IGNORE``).
-_ONE_BY_ONE: Final = 16
 #: The size the WAL file is cut back to whenever SQLite starts it over (bytes).
 WAL_LIMIT: Final = 4 * 2**20
 #: How often (seconds of the callers' clock) claims truncate the WAL to nothing.
@@ -273,48 +264,7 @@ class SQLiteStore:
         if not entries:
             return []
         with self._tx() as conn:
-            if len(entries) == 1:  # the common case of record(): two statements
-                e = entries[0]
-                new = conn.execute(_SEEN_ONE, (e[0], e[1])).rowcount == 1
-                if new:
-                    conn.execute(_OUTBOX, (e[1], e[2], e[3], now, now))
-                return [new]
-            if len(entries) < _ONE_BY_ONE:
-                answers = [conn.execute(_SEEN_ONE, (e[0], e[1])).rowcount == 1
-                           for e in entries]
-            else:
-                answers = self._append_many(conn, entries)
-            conn.executemany(_OUTBOX, [(e[1], e[2], e[3], now, now)
-                                       for e, new in zip(entries, answers, strict=True) if new])
-        return answers
-
-    @staticmethod
-    def _append_many(conn: sqlite3.Connection, entries: Sequence[NewEntry]) -> list[bool]:
-        """Look the pairs up (we hold the write lock: nobody adds any meanwhile), then
-        insert the new ones with one ``executemany``."""
-        by_day: dict[int, list[bytes]] = {}
-        for e in entries:
-            by_day.setdefault(e[0], []).append(e[1])
-        known: set[tuple[int, bytes]] = set()
-        lookup = (f"SELECT key FROM seen WHERE day = ? AND key IN "
-                  f"({', '.join('?' * _LOOKUP)})")
-        for day, keys in by_day.items():
-            for start in range(0, len(keys), _LOOKUP):
-                chunk = keys[start : start + _LOOKUP]
-                chunk += [chunk[-1]] * (_LOOKUP - len(chunk))
-                known.update((day, bytes(r[0])) for r in conn.execute(lookup, [day, *chunk]))
-        answers = []
-        new: list[tuple[int, bytes]] = []
-        for e in entries:
-            pair = (e[0], e[1])
-            if pair in known:
-                answers.append(False)
-            else:
-                known.add(pair)
-                new.append(pair)
-                answers.append(True)
-        conn.executemany(_SEEN_MANY, new)
-        return answers
+            return sqlite_seen.append(conn, entries, now)
 
     def keys_of(self, day: int) -> set[bytes]:
         return self._read(lambda c: {bytes(r[0]) for r in c.execute(
@@ -397,8 +347,7 @@ class SQLiteStore:
     def ack(self, lease: str, ids: Sequence[int]) -> None:
         if ids:
             with self._tx() as conn:
-                conn.executemany("DELETE FROM outbox WHERE id = ? AND owner = ?",
-                                 [(i, lease) for i in ids])
+                sqlite_turns.ack(conn, lease, ids)
 
     def retry(self, lease: str, ids: Sequence[int], not_before: float) -> None:
         if ids:
@@ -454,7 +403,7 @@ class SQLiteStore:
                 "SELECT COALESCE(SUM(state = 0), 0), COALESCE(SUM(state = 1), 0), "
                 "MIN(accepted_at) FROM outbox").fetchone()
             (dead,) = c.execute("SELECT COUNT(*) FROM dead").fetchone()
-            return StoreCounts(pending, in_flight, dead, oldest)
+            return StoreCounts(pending, in_flight, dead, oldest, sqlite_turns.delivered(c))
 
         return self._read(q)
 

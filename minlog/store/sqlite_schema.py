@@ -13,7 +13,9 @@ Version 3 (this one) adds to version 2:
   ``turn`` (0 never served; the most recently served has the highest), when it was last
   ``served``, and its recent send times (``sent``, little-endian doubles), taken and
   written inside the claim transaction so that rate limits and turns hold for every
-  process on the file. Migrating from version 2 adds the (empty) table.
+  process on the file; and how many of its entries were ``delivered`` (acked), counted
+  in the ack's transaction. Migrating from version 2 adds the (empty) table; a file of
+  version 3 made before ``delivered`` existed gains the column when it is opened.
 
 Version 2:
 
@@ -92,10 +94,17 @@ def _ensure_2(db: sqlite_utils.Database) -> None:
 
 
 def _add_3(db: sqlite_utils.Database) -> None:
-    """Version 3: the tenants' delivery state (turns, recent send times)."""
+    """Version 3: the tenants' delivery state (turns, recent send times, deliveries)."""
     db.execute("CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, "
                "turn INTEGER NOT NULL DEFAULT 0, served REAL, "
-               "sent BLOB NOT NULL DEFAULT x'')")
+               "sent BLOB NOT NULL DEFAULT x'', delivered INTEGER NOT NULL DEFAULT 0)")
+
+
+def _ensure_3(db: sqlite_utils.Database) -> None:
+    """What version 3 gained before its release, for a file a development version made
+    (0 delivered until then): the tenants' delivered counts."""
+    if "delivered" not in db.table("tenants").columns_dict:
+        db.execute("ALTER TABLE tenants ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0")
 
 
 def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
@@ -173,6 +182,7 @@ def migrate(db: sqlite_utils.Database, name: str) -> None:
         for step in range(current + 1, SCHEMA_VERSION + 1):
             _STEPS[step](db)
         _ensure_2(db)
+        _ensure_3(db)
     db.execute("INSERT OR REPLACE INTO _meta (name, value) VALUES ('schema_version', ?)",
                [SCHEMA_VERSION])
     check(db, name)
@@ -186,7 +196,7 @@ LAYOUT: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "dead": (("id", "key", "payload", "attempts", "code", "text", "died_at", "accepted_at",
               "tenant"), ("id",)),
     "aliases": (("scope", "code", "subject", "sealed"), ("scope", "code")),
-    "tenants": (("tenant", "turn", "served", "sent"), ("tenant",)),
+    "tenants": (("tenant", "turn", "served", "sent", "delivered"), ("tenant",)),
     "_meta": (("name", "value"), ("name",)),
 }
 #: The indexes of this version, by table.

@@ -1,6 +1,7 @@
 """The SQLite store's scheduled claims: one tenant per lease, turns and rate limits kept in
 the file (table ``tenants``, `minlog.store.sqlite_schema`), decided by
-`minlog.delivery.schedule.DeliverySchedule`.
+`minlog.delivery.schedule.DeliverySchedule`; and each tenant's delivered count, kept
+there by `ack`.
 
 Every function runs inside the caller's ``BEGIN IMMEDIATE`` transaction: SQLite's write
 lock makes the read of the tenants' state, the choice, the lease and the record of the
@@ -10,15 +11,21 @@ processes deliver.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import struct
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Final
+
+import attrs
 
 from minlog.delivery.policy import RateLimit
 from minlog.delivery.schedule import DeliverySchedule, TenantDue
 from minlog.store.base import StoreCounts
 
-__all__ = ["accepted_counts", "claim_rows", "reserve_send", "tenant_counts"]
+__all__ = ["accepted_counts", "ack", "claim_rows", "delivered", "reserve_send",
+           "tenant_counts"]
 
 _RECORD: Final = (
     "INSERT INTO tenants (tenant, turn, served, sent) VALUES "
@@ -90,16 +97,35 @@ def reserve_send(conn: sqlite3.Connection, tenant: str, limit: RateLimit | None,
     return 0.0
 
 
+def ack(conn: sqlite3.Connection, lease: str, ids: Sequence[int]) -> None:
+    """Remove the entries ``ids`` that ``lease`` holds from the outbox and add them to
+    their tenants' delivered counts (in the caller's transaction)."""
+    removed = Counter(str(t) for (t,) in conn.execute(
+        "DELETE FROM outbox WHERE owner = ? AND id IN (SELECT value FROM json_each(?)) "
+        "RETURNING tenant", [lease, json.dumps(list(ids))]))
+    conn.executemany("INSERT INTO tenants (tenant, delivered) VALUES (?, ?) "
+                     "ON CONFLICT (tenant) DO UPDATE SET "
+                     "delivered = delivered + excluded.delivered", sorted(removed.items()))
+
+
+def delivered(conn: sqlite3.Connection) -> int:
+    """The entries delivered, all tenants together."""
+    return int(conn.execute("SELECT COALESCE(SUM(delivered), 0) FROM tenants").fetchone()[0])
+
+
 def tenant_counts(conn: sqlite3.Connection) -> dict[str, StoreCounts]:
-    """Pending, in flight, dead and the oldest accept time, per tenant."""
+    """Pending, in flight, dead, the oldest accept time and delivered, per tenant."""
     out: dict[str, StoreCounts] = {}
     for tenant, pending, in_flight, oldest in conn.execute(
             "SELECT tenant, SUM(state = 0), SUM(state = 1), MIN(accepted_at) FROM outbox "
             "GROUP BY tenant"):
         out[str(tenant)] = StoreCounts(int(pending), int(in_flight), 0, oldest)
+    none = StoreCounts(0, 0, 0, None)
     for tenant, dead in conn.execute("SELECT tenant, COUNT(*) FROM dead GROUP BY tenant"):
-        c = out.get(str(tenant)) or StoreCounts(0, 0, 0, None)
-        out[str(tenant)] = StoreCounts(c.pending, c.in_flight, int(dead), c.oldest_pending)
+        out[str(tenant)] = attrs.evolve(out.get(str(tenant), none), dead=int(dead))
+    for tenant, done in conn.execute(
+            "SELECT tenant, delivered FROM tenants WHERE delivered > 0"):
+        out[str(tenant)] = attrs.evolve(out.get(str(tenant), none), delivered=int(done))
     return out
 
 
