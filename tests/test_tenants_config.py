@@ -326,3 +326,25 @@ class TestTheCommands:
             assert main(["drain", db, "--config", str(path), "--json", "--progress", "0",
                          "--timeout", "30"], io.StringIO()) == 0
         assert {b.cvr: len(b.registrations) for b in nsp.batches} == {AARHUS: 3, ODENSE: 1}
+
+    def test_one_worker_delivers_every_tenant_of_the_installation(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``minlog worker STORE --config minlog.toml``, as a process: each tenant's logs
+        reach the receiver under its own card, and SIGTERM stops it with exit 0."""
+        from test_worker import Worker, until
+
+        units = {AARHUS: {"380000000000001"}, ODENSE: {"380000000000030"}}
+        with FakeNSP(cvrs={AARHUS, ODENSE}, units=units) as nsp:
+            path = write_example(tmp_path, nsp, monkeypatch)
+            now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+            with Installation.from_toml(path).open(start_worker=False,
+                                                   exit_timeout=0.0) as log:
+                for i, org in enumerate(["380000000000001"] * 2 + ["380000000000030"]):
+                    assert log.record(Access(f"0{i + 1}03303456", ANNE, Organisation(org),
+                                             "Opslag", now))
+            worker = Worker(str(tmp_path / "minlog.sqlite"), "--config", str(path),
+                            "--fill-wait", "0", "--health-port", "0")
+            until(lambda: len(nsp.received) == 3, "delivery of every tenant")
+            status, _ = worker.stop()
+        assert status == 0
+        assert {b.cvr: len(b.registrations) for b in nsp.batches} == {AARHUS: 2, ODENSE: 1}
