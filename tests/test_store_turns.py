@@ -387,3 +387,26 @@ class TestMigration:
                 "SELECT value FROM {s}.meta WHERE name = 'schema_version'")).fetchone()) == (4,)
         finally:
             s.close()
+
+
+class TestClaimsThatFindNothing:
+    def test_take_no_write_lock(self, tmp_path: Path) -> None:
+        """A claim that finds no tenant to serve (a partial batch waiting to fill) is
+        answered by a read: it does not wait for another process's write transaction
+        (a process recording meanwhile), and says when to look again."""
+        store = SQLiteStore(tmp_path / "m.sqlite", busy_timeout=1.0)
+        try:
+            fill(store, {A: 3}, at=100.0)
+            plan = DeliverySchedule(batch_size=500, fill_wait=600.0)
+            other = sqlite3.connect(tmp_path / "m.sqlite", isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # another process, writing
+                lease = store.claim(500, 60.0, 200.0, schedule=plan)
+                assert (lease.entries, lease.held, lease.next_at) == ((), True, 700.0)
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            served = store.claim(500, 60.0, 700.0, schedule=plan)  # the wait is over
+            assert len(served.entries) == 3
+        finally:
+            store.close()

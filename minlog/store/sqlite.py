@@ -220,13 +220,18 @@ class SQLiteStore:
         this instance (``mine``), to pending, due at once (oldest first). The distinct
         owners of leased entries come from a partial index; one check per owner, not per
         entry."""
-        tokens = [str(r[0]) for r in conn.execute(
-            "SELECT DISTINCT owner FROM outbox WHERE state = 1 AND owner IS NOT NULL")]
+        tokens = self._owners_of_leases(conn)
         prefix = self._owner.prefix
         return sum(conn.execute("UPDATE outbox SET state = 0, owner = NULL, due = accepted_at "
                                 "WHERE state = 1 AND owner = ?", [token]).rowcount
                    for token in ([t for t in tokens if t.startswith(prefix)] if mine
                                  else owners.gone(tokens)))
+
+    @staticmethod
+    def _owners_of_leases(conn: sqlite3.Connection) -> list[str]:
+        """The distinct owners of leased entries (from a partial index)."""
+        return [str(r[0]) for r in conn.execute(
+            "SELECT DISTINCT owner FROM outbox WHERE state = 1 AND owner IS NOT NULL")]
 
     def _checkpoint(self, now: float) -> None:
         """Every `CHECKPOINT_EVERY` seconds (of ``now``): copy the WAL into the database
@@ -324,8 +329,18 @@ class SQLiteStore:
         token = self._owner.token()
         until = now + lease_seconds
         plan = schedule or unscheduled(limit)
+        # Leases of owners gone are taken back in the claim's transaction; whether there
+        # are any, and whether there is anything to send, is first asked by a read, so
+        # that a claim finding nothing takes no write lock.
+        reap = self._owner.reap_due(now) and bool(
+            owners.gone(self._read(self._owners_of_leases)))
+        if not reap:
+            found = self._read(lambda c: sqlite_turns.peek(c, plan, now=now, fill=fill))
+            if found is not None:
+                self._checkpoint(now)
+                return Lease(token, (), until, *found)
         with self._tx() as conn:
-            if self._owner.reap_due(now):
+            if reap:
                 self._reap(conn)
             rows, next_at, held = sqlite_turns.claim_rows(
                 conn, plan, limit=limit, token=token, until=until, now=now, fill=fill)

@@ -21,10 +21,10 @@ from typing import Any, Final
 import attrs
 
 from minlog.delivery.policy import RateLimit
-from minlog.delivery.schedule import DeliverySchedule, TenantDue
+from minlog.delivery.schedule import DeliverySchedule, Pick, TenantDue
 from minlog.store.base import StoreCounts
 
-__all__ = ["accepted_counts", "ack", "claim_rows", "delivered", "reserve_send",
+__all__ = ["accepted_counts", "ack", "claim_rows", "delivered", "peek", "reserve_send",
            "tenant_counts"]
 
 _RECORD: Final = (
@@ -60,12 +60,7 @@ def claim_rows(conn: sqlite3.Connection, schedule: DeliverySchedule, *, limit: i
     """Lease the due entries of the tenant ``schedule`` picks and record its send; the
     leased rows ``(id, key, payload, attempts, tenant)``, and when nothing was leased,
     when to look again (None: nothing waits)."""
-    state = _state(conn)
-    due = [TenantDue(str(t), int(n), float(oldest), *state.get(str(t), (0, ())))
-           for t, n, oldest in conn.execute(
-               "SELECT tenant, COUNT(*), MIN(accepted_at) FROM outbox WHERE due <= ? "
-               "GROUP BY tenant", [now])]
-    pick = schedule.pick(due, now, fill=fill)
+    state, due, pick = _look(conn, schedule, now, fill)
     if pick.tenant is not None:
         rows = conn.execute(
             "UPDATE outbox SET state = 1, owner = ?, due = ?, attempts = attempts + 1 "
@@ -77,9 +72,38 @@ def claim_rows(conn: sqlite3.Connection, schedule: DeliverySchedule, *, limit: i
             conn.execute(_RECORD, [pick.tenant, now,
                                    _pack(schedule.sent_after(pick.tenant, sent, now))])
             return rows, None, False
+    return [], _next_at(conn, pick, now), bool(due)
+
+
+def peek(conn: sqlite3.Connection, schedule: DeliverySchedule, *, now: float, fill: bool
+         ) -> tuple[float | None, bool] | None:
+    """What a claim at ``now`` would find, read without taking the write lock: None when
+    a tenant may be served (the claim must then take it, in a write transaction);
+    otherwise when to look again and whether due work is held back. A delivery process
+    that finds nothing to send thus never holds up the processes recording meanwhile."""
+    _, due, pick = _look(conn, schedule, now, fill)
+    if pick.tenant is not None:
+        return None
+    return _next_at(conn, pick, now), bool(due)
+
+
+def _look(conn: sqlite3.Connection, schedule: DeliverySchedule, now: float, fill: bool
+          ) -> tuple[dict[str, tuple[int, tuple[float, ...]]], list[TenantDue], Pick]:
+    """The tenants' state, those with due work, and the schedule's pick among them."""
+    state = _state(conn)
+    due = [TenantDue(str(t), int(n), float(oldest), *state.get(str(t), (0, ())))
+           for t, n, oldest in conn.execute(
+               "SELECT tenant, COUNT(*), MIN(accepted_at) FROM outbox WHERE due <= ? "
+               "GROUP BY tenant", [now])]
+    return state, due, schedule.pick(due, now, fill=fill)
+
+
+def _next_at(conn: sqlite3.Connection, pick: Pick, now: float) -> float | None:
+    """When a claim that found nothing to lease should look again: when the first
+    tenant becomes eligible, or the next entry falls due (None: nothing waits)."""
     (later,) = conn.execute("SELECT MIN(due) FROM outbox WHERE due > ?", [now]).fetchone()
     times = [t for t in (pick.at, later) if t is not None]
-    return [], min(times) if times else None, bool(due)
+    return min(times) if times else None
 
 
 def reserve_send(conn: sqlite3.Connection, tenant: str, limit: RateLimit | None,
