@@ -72,19 +72,13 @@ def _open_for_ops(args: argparse.Namespace, *, writes: bool = False,
 
 
 def _limits(config: str | None) -> dict[str, Any]:
-    """The rate limits of an installation's ``minlog.toml`` (``status --config``): its
-    ``[options]`` rate limit and each tenant's; none without a config."""
+    """The rate limits of an installation's ``minlog.toml`` (``status --config``), read
+    without its credentials; none without a config."""
     if config is None:
         return {}
-    from minlog.cli.delivery import installation
+    from minlog.tenants.toml import rate_limits_from_toml
 
-    served = installation(config)
-    if served is None:
-        return {}
-    limits: dict[str, Any] = {"tenant_limits": served.rate_limits()}
-    if "rate_limit" in served.options:
-        limits["rate_limit"] = served.options["rate_limit"]
-    return limits
+    return rate_limits_from_toml(config)
 
 
 # ----------------------------------------------------------------------------- commands

@@ -50,7 +50,7 @@ from minlog.store.base import durability
 from minlog.tenants.installation import Installation
 from minlog.tenants.tenant import Tenant, Unit
 
-__all__ = ["installation_from_toml"]
+__all__ = ["installation_from_toml", "rate_limits_from_toml"]
 
 _CONTEXT: Final = "installation config"
 _TOP: Final = frozenset({"default_tenant", "store", "minlog2", "options", "tenant"})
@@ -163,8 +163,7 @@ def _tenant(i: int, table: Any, base: Path) -> Tenant:
             "a string)")
     context = f"{_CONTEXT}, tenant {cvr} ({name})"
     credentials = read_credentials(table, base, context=context, where=where)
-    limit = (rate_limit(table["rate_limit"], context=context, where=f"{where}.rate_limit")
-             if "rate_limit" in table else RateLimit.guidance())
+    limit = _tenant_limit(table, context, where)
     identity = None
     if "identity" in table:
         try:
@@ -175,6 +174,41 @@ def _tenant(i: int, table: Any, base: Path) -> Tenant:
     return Tenant(cvr, name, credentials=credentials, rate_limit=limit, identity=identity,
                   units=_units(table.get("units", []), context, f"{where}.units"),
                   parents=_parents(table.get("parents", {}), context, f"{where}.parents"))
+
+
+def _tenant_limit(table: Mapping[str, Any], context: str, where: str) -> RateLimit | None:
+    """A tenant table's ``rate_limit``; the public guidance when it gives none."""
+    if "rate_limit" not in table:
+        return RateLimit.guidance()
+    return rate_limit(table["rate_limit"], context=context, where=f"{where}.rate_limit")
+
+
+def rate_limits_from_toml(source: str | os.PathLike[str]) -> dict[str, Any]:
+    """The rate limits of an installation's ``minlog.toml`` as `MinLog` options
+    (``tenant_limits`` by CVR, and ``rate_limit`` when ``[options]`` gives one), read
+    without its credentials: for tools that only inspect (``minlog status --config``),
+    which need no certificate or password. Empty for a file without ``[[tenant]]``
+    tables (one municipality's ``[minlog2]`` table)."""
+    data = read_toml(source, _CONTEXT)
+    entries = data.get("tenant")
+    if entries is None:
+        return {}
+    if not isinstance(entries, list):
+        raise ConfigurationError(f"{_CONTEXT}: tenant must be [[tenant]] tables")
+    limits: dict[str, RateLimit | None] = {}
+    for i, table in enumerate(entries):
+        where = f"tenant[{i}]"
+        cvr = table.get("cvr") if isinstance(table, dict) else None
+        if not isinstance(table, dict) or not isinstance(cvr, str) or not is_cvr(cvr):
+            raise ConfigurationError(f"{_CONTEXT}: {where}.cvr must be the municipality's "
+                                     "CVR number (8 digits, as a string)")
+        limits[cvr] = _tenant_limit(table, f"{_CONTEXT}, tenant {cvr}", where)
+    options: dict[str, Any] = {"tenant_limits": limits}
+    table = data.get("options", {})
+    if isinstance(table, dict) and "rate_limit" in table:
+        options["rate_limit"] = rate_limit(table["rate_limit"], context=_CONTEXT,
+                                           where="options.rate_limit")
+    return options
 
 
 def _units(value: Any, context: str, where: str) -> list[Unit]:
